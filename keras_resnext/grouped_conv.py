@@ -1,0 +1,138 @@
+"""The grouped convolution, computed the fastest correct way for each backend and device.
+
+Keras 3 runs ``Conv2D(groups>1)`` through XLA on the TensorFlow backend, and XLA's
+CPU grouped convolution is two orders of magnitude slower than a dense one (see
+BENCHMARKS.md). The same kernel can be applied in four equivalent ways:
+
+- ``"native"``: ``keras.ops.conv`` with a grouped kernel (XLA's grouped conv on
+  TensorFlow; ``feature_group_count`` on JAX; ``groups`` on torch).
+- ``"direct"``: TensorFlow only, a plain ``tf.nn.conv2d`` outside XLA. On CPU this
+  is oneDNN's grouped kernel, on GPU cuDNN's, and under XLA it lowers to XLA's
+  native grouped conv. tf2onnx turns it into one ``Conv(group=C)`` node.
+- ``"split"``: one dense conv per group, then concatenation (the paper's Fig. 3b).
+- ``"block_diagonal"``: one dense conv with a block-diagonal kernel.
+
+``"auto"`` picks per backend and device; ``KERAS_RESNEXT_GROUPED_CONV`` overrides the
+default for every layer, and each layer's ``implementation`` argument overrides both.
+"""
+
+import contextlib
+import functools
+import os
+
+import keras
+from keras import ops
+
+IMPLEMENTATIONS = ("auto", "native", "direct", "split", "block_diagonal")
+ENV_VAR = "KERAS_RESNEXT_GROUPED_CONV"
+
+_forced = []  # stack of implementations forced by `force_implementation`
+
+
+def validate_implementation(implementation):
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(
+            f"Unknown grouped-conv implementation {implementation!r}; "
+            f"expected one of {IMPLEMENTATIONS}."
+        )
+    if implementation == "direct" and keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            "implementation='direct' needs the TensorFlow backend; "
+            f"the active backend is {keras.backend.backend()!r}."
+        )
+    return implementation
+
+
+@contextlib.contextmanager
+def force_implementation(implementation):
+    """Make every `GroupedConv2D` traced inside this block use `implementation`.
+
+    Export uses it to trace the ``"direct"`` path that tf2onnx understands.
+    """
+    _forced.append(validate_implementation(implementation))
+    try:
+        yield
+    finally:
+        _forced.pop()
+
+
+def resolve(implementation):
+    """Turns ``"auto"`` (or the env var's default) into a concrete implementation."""
+    if _forced:
+        return _forced[-1]
+    if implementation == "auto":
+        implementation = validate_implementation(os.environ.get(ENV_VAR, "auto"))
+    if implementation != "auto":
+        return implementation
+    return _auto_for_backend(keras.backend.backend())
+
+
+@functools.cache
+def _auto_for_backend(backend):
+    if backend == "tensorflow":
+        if _tf_has_accelerator() or _tf_cpu_grouped_gradients_work():
+            return "direct"
+        return "split"  # CPU without oneDNN: TF has no grouped-conv gradient
+    if backend == "jax":
+        import jax
+
+        return "native" if jax.default_backend() in ("gpu", "tpu") else "split"
+    return "native"
+
+
+def _tf_has_accelerator():
+    import tensorflow as tf
+
+    return bool(
+        tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU")
+    )
+
+
+def _tf_cpu_grouped_gradients_work():
+    """oneDNN computes grouped-conv gradients on CPU; stock TF kernels refuse."""
+    import tensorflow as tf
+
+    with tf.init_scope():  # run eagerly even when called while tracing
+        x = tf.ones([1, 3, 3, 4])
+        kernel = tf.ones([1, 1, 2, 4])
+        try:
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = tf.nn.conv2d(x, kernel, 1, "VALID")
+            tape.gradient(y, x)
+        except tf.errors.InvalidArgumentError:
+            return False
+    return True
+
+
+def grouped_conv(x, kernel, strides, padding, groups, implementation):
+    """Applies `kernel` (kh, kw, in/groups, out) to NHWC `x` with symmetric zero padding."""
+    if padding:
+        x = ops.pad(x, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
+    if groups == 1 or implementation == "native":
+        return ops.conv(x, kernel, strides=strides, padding="valid")
+    if implementation == "direct":
+        import tensorflow as tf
+
+        return tf.nn.conv2d(x, kernel, strides=strides, padding="VALID")
+    if implementation == "split":
+        xs = ops.split(x, groups, axis=-1)
+        kernels = ops.split(kernel, groups, axis=-1)
+        return ops.concatenate(
+            [ops.conv(xi, ki, strides=strides, padding="valid") for xi, ki in zip(xs, kernels)],
+            axis=-1,
+        )
+    if implementation == "block_diagonal":
+        return ops.conv(x, block_diagonal_kernel(kernel, groups), strides=strides, padding="valid")
+    raise ValueError(f"Unresolved grouped-conv implementation {implementation!r}.")
+
+
+def block_diagonal_kernel(kernel, groups):
+    """The dense (kh, kw, in, out) kernel equal to a grouped one: zeros off the diagonal blocks."""
+    kh, kw, in_per_group, out = kernel.shape
+    out_per_group = out // groups
+    blocks = ops.reshape(kernel, (kh, kw, in_per_group, groups, out_per_group))
+    eye = ops.eye(groups, dtype=kernel.dtype)
+    # dense[h, w, g, i, G, o] = blocks[h, w, i, G, o] * eye[g, G]
+    dense = ops.einsum("hwiGo,gG->hwgiGo", blocks, eye)
+    return ops.reshape(dense, (kh, kw, groups * in_per_group, out))

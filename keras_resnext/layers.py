@@ -1,0 +1,292 @@
+"""ResNeXt building blocks as small serializable Keras layers."""
+
+import keras
+from keras import ops
+
+from keras_resnext import grouped_conv
+
+BLOCK_FORMS = ("grouped", "concat", "split")
+
+# torchvision initialises convs with kaiming_normal_(mode="fan_out", nonlinearity="relu").
+CONV_INITIALIZER = {
+    "class_name": "VarianceScaling",
+    "config": {"scale": 2.0, "mode": "fan_out", "distribution": "untruncated_normal"},
+}
+# PyTorch BatchNorm: eps 1e-5, running stats updated with momentum 0.1.
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer; received {name}={value!r}.")
+    return value
+
+
+@keras.saving.register_keras_serializable(package="keras_resnext")
+class GroupedConv2D(keras.layers.Layer):
+    """A 2D convolution whose channels are split into `groups` independent groups.
+
+    Same kernel layout as `keras.layers.Conv2D(groups=...)`, i.e.
+    `(kernel_size, kernel_size, in_channels // groups, filters)`, so weights move
+    freely between the two, but the convolution is computed by the fastest correct
+    path for the backend and device (see `keras_resnext.grouped_conv`).
+
+    Args:
+        filters: number of output channels; a multiple of `groups`.
+        kernel_size: side of the square kernel.
+        groups: number of groups; must divide the input channels and `filters`.
+        strides: stride on both spatial axes.
+        padding: `"symmetric"` (PyTorch's `padding=kernel_size // 2`, zeros on
+            both sides, also for stride 2), `"valid"`, or a number of pixels.
+        use_bias: whether to add a bias.
+        implementation: `"auto"`, `"native"`, `"direct"` (TensorFlow),
+            `"split"` or `"block_diagonal"`; all compute the same function.
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        groups=1,
+        strides=1,
+        padding="symmetric",
+        use_bias=False,
+        implementation="auto",
+        kernel_initializer=CONV_INITIALIZER,
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = _positive_int("filters", filters)
+        self.kernel_size = _positive_int("kernel_size", kernel_size)
+        self.groups = _positive_int("groups", groups)
+        self.strides = _positive_int("strides", strides)
+        if filters % groups:
+            raise ValueError(
+                f"`filters` must be a multiple of `groups`; received filters={filters}, "
+                f"groups={groups}."
+            )
+        if padding == "symmetric":
+            self.pad = kernel_size // 2
+        elif padding == "valid":
+            self.pad = 0
+        elif isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
+            self.pad = padding
+        else:
+            raise ValueError(
+                "`padding` must be 'symmetric', 'valid' or a non-negative number of "
+                f"pixels; received padding={padding!r}."
+            )
+        self.padding = padding
+        self.use_bias = use_bias
+        self.implementation = grouped_conv.validate_implementation(implementation)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None or channels % self.groups:
+            raise ValueError(
+                f"The input channels ({channels}) of layer {self.name!r} must be a "
+                f"known multiple of groups={self.groups}."
+            )
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(self.kernel_size, self.kernel_size, channels // self.groups, self.filters),
+            initializer=self.kernel_initializer,
+        )
+        self.bias = (
+            self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer)
+            if self.use_bias
+            else None
+        )
+        self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: channels})
+
+    @property
+    def resolved_implementation(self):
+        """The implementation `"auto"` stands for here and now."""
+        return grouped_conv.resolve(self.implementation)
+
+    def call(self, inputs):
+        y = grouped_conv.grouped_conv(
+            inputs,
+            self.kernel,
+            strides=self.strides,
+            padding=self.pad,
+            groups=self.groups,
+            implementation=self.resolved_implementation,
+        )
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+    def compute_output_shape(self, input_shape):
+        def out(size):
+            if size is None:
+                return None
+            return (size + 2 * self.pad - self.kernel_size) // self.strides + 1
+
+        return (input_shape[0], out(input_shape[1]), out(input_shape[2]), self.filters)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "groups": self.groups,
+            "strides": self.strides,
+            "padding": self.padding,
+            "use_bias": self.use_bias,
+            "implementation": self.implementation,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_resnext")
+class ResNeXtBlock(keras.layers.Layer):
+    """The ResNeXt bottleneck: 1x1 reduce, 3x3 with `cardinality` paths, 1x1 expand.
+
+    `form` selects one of the paper's three equivalent forms (Fig. 3), all with the
+    same weights:
+
+    - `"grouped"` (c): dense 1x1, one grouped 3x3, dense 1x1. The fast one.
+    - `"concat"` (b): each path has its own 1x1 and 3x3; their outputs are
+      concatenated and merged by one dense 1x1.
+    - `"split"` (a): each path has its own 1x1, 3x3 and 1x1 back to `filters`
+      channels; the paths are summed (split-transform-merge).
+
+    Path `i` owns channels `[i * d, (i + 1) * d)` of the bottleneck (d = width /
+    cardinality), which is how a grouped conv lays its groups out. BatchNorm and
+    ReLU act per channel, so applying them once to the concatenated paths is
+    exactly applying them to each path.
+
+    Args:
+        filters: output channels (4x the stage's base planes in ResNeXt).
+        width: bottleneck channels, `cardinality * d`.
+        cardinality: number of paths (groups of the 3x3 conv).
+        strides: stride of the block, on the 3x3 conv as in torchvision.
+        projection: whether the shortcut is a strided 1x1 conv + BN. `None`
+            means "when the shape changes".
+        form: `"grouped"`, `"concat"` or `"split"`.
+        conv_implementation: passed to the 3x3 `GroupedConv2D`.
+    """
+
+    def __init__(
+        self,
+        filters,
+        width,
+        cardinality,
+        strides=1,
+        projection=None,
+        form="grouped",
+        conv_implementation="auto",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = _positive_int("filters", filters)
+        self.width = _positive_int("width", width)
+        self.cardinality = _positive_int("cardinality", cardinality)
+        self.strides = _positive_int("strides", strides)
+        if form not in BLOCK_FORMS:
+            raise ValueError(f"`form` must be one of {BLOCK_FORMS}; received form={form!r}.")
+        self.form = form
+        self.projection = projection
+        self.conv_implementation = conv_implementation
+
+        self.conv1 = self._conv1x1(width, "conv1")
+        self.bn1 = self._batch_norm("bn1")
+        self.conv2 = GroupedConv2D(
+            width, 3, groups=cardinality, strides=strides, implementation=conv_implementation,
+            name="conv2", dtype=self.dtype_policy,
+        )
+        self.bn2 = self._batch_norm("bn2")
+        self.conv3 = self._conv1x1(filters, "conv3")
+        self.bn3 = self._batch_norm("bn3")
+        self.downsample_conv = None
+        self.downsample_bn = None
+        if projection:
+            self._make_projection()
+
+    def _conv1x1(self, units, name, strides=1):
+        return keras.layers.Conv2D(
+            units, 1, strides=strides, use_bias=False,
+            kernel_initializer=CONV_INITIALIZER, name=name, dtype=self.dtype_policy,
+        )
+
+    def _batch_norm(self, name):
+        return keras.layers.BatchNormalization(
+            epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name, dtype=self.dtype_policy
+        )
+
+    def _make_projection(self):
+        self.downsample_conv = self._conv1x1(self.filters, "downsample_conv", strides=self.strides)
+        self.downsample_bn = self._batch_norm("downsample_bn")
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if self.projection is None and self.downsample_conv is None:
+            if self.strides != 1 or channels != self.filters:
+                self._make_projection()
+        elif not self.projection and (self.strides != 1 or channels != self.filters):
+            raise ValueError(
+                f"Block {self.name!r} maps {channels} channels to {self.filters} with "
+                f"stride {self.strides}, so it needs projection=True or None."
+            )
+        self.conv1.build(input_shape)
+        self.bn1.build((*input_shape[:-1], self.width))
+        self.conv2.build((*input_shape[:-1], self.width))
+        mid_shape = self.conv2.compute_output_shape((*input_shape[:-1], self.width))
+        self.bn2.build(mid_shape)
+        self.conv3.build(mid_shape)
+        self.bn3.build((*mid_shape[:-1], self.filters))
+        if self.downsample_conv is not None:
+            self.downsample_conv.build(input_shape)
+            self.downsample_bn.build((*mid_shape[:-1], self.filters))
+
+    def call(self, inputs, training=None):
+        if self.downsample_conv is not None:
+            shortcut = self.downsample_bn(self.downsample_conv(inputs), training=training)
+        else:
+            shortcut = inputs
+        if self.form == "grouped":
+            x = ops.relu(self.bn1(self.conv1(inputs), training=training))
+            x = ops.relu(self.bn2(self.conv2(x), training=training))
+            x = self.bn3(self.conv3(x), training=training)
+        else:
+            x = self._call_paths(inputs, training)
+        return ops.relu(x + shortcut)
+
+    def _call_paths(self, inputs, training):
+        """Forms (a) and (b): every path computed with its own slice of the weights."""
+        c = self.cardinality
+        w1 = ops.split(self.conv1.kernel, c, axis=-1)
+        w2 = ops.split(self.conv2.kernel, c, axis=-1)
+        h = ops.concatenate([ops.conv(inputs, w, padding="valid") for w in w1], axis=-1)
+        h = ops.split(ops.relu(self.bn1(h, training=training)), c, axis=-1)
+        pad = [[0, 0], [1, 1], [1, 1], [0, 0]]
+        h = [ops.conv(ops.pad(hi, pad), w, strides=self.strides, padding="valid") for hi, w in zip(h, w2)]
+        h = ops.split(ops.relu(self.bn2(ops.concatenate(h, axis=-1), training=training)), c, axis=-1)
+        if self.form == "concat":
+            merged = self.conv3(ops.concatenate(h, axis=-1))
+        else:  # "split": every path projects back to `filters` channels; the paths are summed
+            w3 = ops.split(self.conv3.kernel, c, axis=-2)
+            merged = sum(ops.conv(hi, w, padding="valid") for hi, w in zip(h, w3))
+        return self.bn3(merged, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return (*self.conv2.compute_output_shape((*input_shape[:-1], self.width))[:-1], self.filters)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "width": self.width,
+            "cardinality": self.cardinality,
+            "strides": self.strides,
+            "projection": self.projection,
+            "form": self.form,
+            "conv_implementation": self.conv_implementation,
+        }

@@ -1,0 +1,123 @@
+"""The torchvision/timm ResNeXt state_dict layout, mapped onto keras_resnext models.
+
+Both libraries name a ResNeXt's tensors `conv1`, `bn1`, `layer{s}.{i}.conv{1,2,3}`,
+`layer{s}.{i}.bn{1,2,3}`, `layer{s}.{i}.downsample.{0,1}` and `fc`. Convolution
+kernels are (out, in/groups, kh, kw) in PyTorch and (kh, kw, in/groups, out) in
+Keras; a Linear weight is (out, in) and a Dense kernel (in, out).
+"""
+
+import re
+import warnings
+
+import numpy as np
+
+from keras_resnext.layers import ResNeXtBlock
+
+_BN_FIELDS = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
+_BLOCK_SUBLAYERS = {
+    "conv1": "conv1", "bn1": "bn1", "conv2": "conv2", "bn2": "bn2", "conv3": "conv3", "bn3": "bn3",
+    "downsample_conv": "downsample.0", "downsample_bn": "downsample.1",
+}
+_BLOCK_NAME = re.compile(r"stage(\d+)_block(\d+)$")
+_IGNORED_SUFFIX = ".num_batches_tracked"  # a BatchNorm counter with no Keras counterpart
+
+
+def _conv_to_keras(w):
+    return np.transpose(w, (2, 3, 1, 0))
+
+
+def _conv_shape_to_torch(shape):
+    kh, kw, i, o = shape
+    return (o, i, kh, kw)
+
+
+def _entries_for_layer(layer, prefix):
+    """Yields (torch key, keras variable, to_keras, torch shape) for one leaf layer."""
+    cls = type(layer).__name__
+    if cls == "BatchNormalization":
+        for torch_name, attr in _BN_FIELDS.items():
+            v = getattr(layer, attr)
+            yield f"{prefix}.{torch_name}", v, None, tuple(v.shape)
+    elif cls in ("Conv2D", "GroupedConv2D"):
+        yield f"{prefix}.weight", layer.kernel, _conv_to_keras, _conv_shape_to_torch(layer.kernel.shape)
+    elif cls == "Dense":
+        yield f"{prefix}.weight", layer.kernel, np.transpose, tuple(reversed(layer.kernel.shape))
+        yield f"{prefix}.bias", layer.bias, None, tuple(layer.bias.shape)
+
+
+def layout(model):
+    """`{torch key: (keras variable, to_keras or None, torch shape)}` for a keras_resnext model."""
+    result = {}
+
+    def add(layer, prefix):
+        for key, variable, to_keras, shape in _entries_for_layer(layer, prefix):
+            result[key] = (variable, to_keras, shape)
+
+    for layer in model.layers:
+        if isinstance(layer, ResNeXtBlock):
+            s, b = map(int, _BLOCK_NAME.match(layer.name).groups())
+            for attr, torch_name in _BLOCK_SUBLAYERS.items():
+                sub = getattr(layer, attr)
+                if sub is not None:
+                    add(sub, f"layer{s}.{b - 1}.{torch_name}")
+        elif layer.name == "stem_conv":
+            add(layer, "conv1")
+        elif layer.name == "stem_bn":
+            add(layer, "bn1")
+        elif layer.name == "predictions":
+            add(layer, "fc")
+    return result
+
+
+def expected_state_dict_shapes(model):
+    """The torch state_dict keys and shapes this model corresponds to (with BN counters)."""
+    shapes = {}
+    for key, (_, _, shape) in layout(model).items():
+        shapes[key] = list(shape)
+        if key.endswith(".running_var"):
+            shapes[key[: -len(".running_var")] + _IGNORED_SUFFIX] = []
+    return shapes
+
+
+def load_torch_state_dict(model, state_dict, allow_new_head=False):
+    """Copies a torchvision/timm-layout ResNeXt state_dict into `model`, exactly.
+
+    Every tensor the model needs must be present with the right shape, and every
+    tensor given must be used, except the classifier `fc.*` when the model has no
+    top. With `allow_new_head=True`, an `fc` of another class count is skipped
+    and the model keeps its freshly initialised head.
+
+    Raises:
+        ValueError: listing the missing, unexpected and mis-shaped keys, when
+            the checkpoint is not of this architecture.
+    """
+    targets = layout(model)
+    given = {k: np.asarray(v) for k, v in state_dict.items() if not k.endswith(_IGNORED_SUFFIX)}
+    has_top = "fc.weight" in targets
+    missing = sorted(set(targets) - set(given))
+    unexpected = sorted(k for k in set(given) - set(targets) if has_top or not k.startswith("fc."))
+    misshaped = sorted(
+        f"{k}: checkpoint {tuple(given[k].shape)}, model {targets[k][2]}"
+        for k in set(targets) & set(given)
+        if tuple(given[k].shape) != targets[k][2]
+    )
+    if allow_new_head and misshaped and all(m.startswith("fc.") for m in misshaped):
+        warnings.warn(
+            f"The checkpoint's classifier does not fit this model ({'; '.join(misshaped)}); "
+            "keeping the model's new, randomly initialised head.",
+            stacklevel=2,
+        )
+        targets = {k: v for k, v in targets.items() if not k.startswith("fc.")}
+        misshaped = []
+    if missing or unexpected or misshaped:
+        def fmt(keys):
+            return ", ".join(keys[:20]) + (f", ... ({len(keys)} in all)" if len(keys) > 20 else "") or "none"
+
+        raise ValueError(
+            f"The checkpoint does not match {model.name!r} (a ResNeXt in torchvision/timm layout). "
+            f"Missing keys: {fmt(missing)}. Unexpected keys: {fmt(unexpected)}. "
+            f"Mis-shaped keys: {fmt(misshaped)}."
+        )
+    for key, (variable, to_keras, _) in targets.items():
+        value = given[key]
+        variable.assign(to_keras(value) if to_keras is not None else value)
