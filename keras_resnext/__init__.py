@@ -1,6 +1,7 @@
 """keras-resnext: ResNeXt (Xie et al., CVPR 2017) for Keras 3."""
 
-from keras_resnext import layers
+from keras_resnext import layers, weights
+from keras_resnext.imagenet_utils import decode_predictions, preprocess_input
 from keras_resnext.models import (
     ResNeXt,
     ResNeXt29_8x64d,
@@ -14,3 +15,19 @@ from keras_resnext.models import (
 )
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "ResNeXt",
+    "ResNeXt29_8x64d",
+    "ResNeXt29_16x64d",
+    "ResNeXt50",
+    "ResNeXt101",
+    "ResNeXt101_32x8d",
+    "ResNeXt101_32x16d",
+    "ResNeXt101_32x32d",
+    "ResNeXt101_64x4d",
+    "decode_predictions",
+    "layers",
+    "preprocess_input",
+    "weights",
+]

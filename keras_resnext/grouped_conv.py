@@ -106,24 +106,29 @@ def _tf_cpu_grouped_gradients_work():
 
 
 def grouped_conv(x, kernel, strides, padding, groups, implementation):
-    """Applies `kernel` (kh, kw, in/groups, out) to NHWC `x` with symmetric zero padding."""
-    if padding:
-        x = ops.pad(x, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
+    """Applies `kernel` (kh, kw, in/groups, out) to NHWC `x`, zero-padded `padding` px each side."""
+    kernel_size = kernel.shape[0]
+    if strides == 1 and kernel_size % 2 and padding == kernel_size // 2:
+        pad_mode = "same"  # symmetric for odd kernels at stride 1; saves a padded copy
+    else:
+        pad_mode = "valid"
+        if padding:
+            x = ops.pad(x, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
     if groups == 1 or implementation == "native":
-        return ops.conv(x, kernel, strides=strides, padding="valid")
+        return ops.conv(x, kernel, strides=strides, padding=pad_mode)
     if implementation == "direct":
         import tensorflow as tf
 
-        return tf.nn.conv2d(x, kernel, strides=strides, padding="VALID")
+        return tf.nn.conv2d(x, kernel, strides=strides, padding=pad_mode.upper())
     if implementation == "split":
         xs = ops.split(x, groups, axis=-1)
         kernels = ops.split(kernel, groups, axis=-1)
         return ops.concatenate(
-            [ops.conv(xi, ki, strides=strides, padding="valid") for xi, ki in zip(xs, kernels)],
+            [ops.conv(xi, ki, strides=strides, padding=pad_mode) for xi, ki in zip(xs, kernels)],
             axis=-1,
         )
     if implementation == "block_diagonal":
-        return ops.conv(x, block_diagonal_kernel(kernel, groups), strides=strides, padding="valid")
+        return ops.conv(x, block_diagonal_kernel(kernel, groups), strides=strides, padding=pad_mode)
     raise ValueError(f"Unresolved grouped-conv implementation {implementation!r}.")
 
 
@@ -136,3 +141,12 @@ def block_diagonal_kernel(kernel, groups):
     # dense[h, w, g, i, G, o] = blocks[h, w, i, G, o] * eye[g, G]
     dense = ops.einsum("hwiGo,gG->hwgiGo", blocks, eye)
     return ops.reshape(dense, (kh, kw, groups * in_per_group, out))
+
+
+def bias_add(x, bias):
+    """x + bias on the channel axis; TensorFlow's BiasAdd op lets grappler fuse it into the conv."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.nn.bias_add(x, ops.cast(bias, x.dtype))
+    return x + bias

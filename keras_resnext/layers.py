@@ -110,17 +110,21 @@ class GroupedConv2D(keras.layers.Layer):
         return grouped_conv.resolve(self.implementation)
 
     def call(self, inputs):
-        y = grouped_conv.grouped_conv(
+        y = self.convolve(inputs, self.kernel)
+        if self.bias is not None:
+            y = grouped_conv.bias_add(y, self.bias)
+        return y
+
+    def convolve(self, inputs, kernel):
+        """This layer's convolution with another kernel of the same shape (e.g. BN-folded)."""
+        return grouped_conv.grouped_conv(
             inputs,
-            self.kernel,
+            kernel,
             strides=self.strides,
             padding=self.pad,
             groups=self.groups,
             implementation=self.resolved_implementation,
         )
-        if self.bias is not None:
-            y = y + self.bias
-        return y
 
     def compute_output_shape(self, input_shape):
         def out(size):
@@ -247,11 +251,17 @@ class ResNeXtBlock(keras.layers.Layer):
             self.downsample_bn.build((*mid_shape[:-1], self.filters))
 
     def call(self, inputs, training=None):
-        if self.downsample_conv is not None:
+        if self.downsample_conv is not None and not training:
+            shortcut = _conv_bn_folded(inputs, self.downsample_conv, self.downsample_bn)
+        elif self.downsample_conv is not None:
             shortcut = self.downsample_bn(self.downsample_conv(inputs), training=training)
         else:
             shortcut = inputs
-        if self.form == "grouped":
+        if self.form == "grouped" and not training:
+            x = ops.relu(_conv_bn_folded(inputs, self.conv1, self.bn1))
+            x = ops.relu(_conv_bn_folded(x, self.conv2, self.bn2))
+            x = _conv_bn_folded(x, self.conv3, self.bn3)
+        elif self.form == "grouped":
             x = ops.relu(self.bn1(self.conv1(inputs), training=training))
             x = ops.relu(self.bn2(self.conv2(x), training=training))
             x = self.bn3(self.conv3(x), training=training)
@@ -290,3 +300,19 @@ class ResNeXtBlock(keras.layers.Layer):
             "form": self.form,
             "conv_implementation": self.conv_implementation,
         }
+
+
+def _conv_bn_folded(x, conv, bn):
+    """conv then BatchNorm with its moving statistics, as one conv with a bias.
+
+    Inference only. The folded form lets oneDNN/cuDNN fuse conv, bias and ReLU
+    into one kernel instead of three passes over the activations.
+    """
+    scale = bn.gamma * ops.rsqrt(bn.moving_variance + bn.epsilon)
+    kernel = conv.kernel * scale
+    bias = bn.beta - bn.moving_mean * scale
+    if isinstance(conv, GroupedConv2D):
+        y = conv.convolve(x, kernel)
+    else:
+        y = ops.conv(x, kernel, strides=conv.strides, padding=conv.padding)
+    return grouped_conv.bias_add(y, bias)

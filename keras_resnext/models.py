@@ -263,6 +263,7 @@ def _named(variant, doc_name):
     depth = sum(config["depths"]) * 3 + 2
     c, d = config["cardinality"], config["bottleneck_width"]
     constructor.__name__ = constructor.__qualname__ = doc_name
+    constructor.variant = variant
     if cifar:
         data = (
             "the paper's CIFAR model: 3x3 stem, three stages, 32x32 inputs. There are "
@@ -272,7 +273,8 @@ def _named(variant, doc_name):
         data = (
             "torchvision/timm layout (stride on the 3x3 conv, projection shortcut in each "
             "stage's first block). `weights` takes `None`, `'imagenet'`, a tag from "
-            "`keras_resnext.weights.list_weights()` or a file path."
+            "`keras_resnext.weights.list_weights()` or a file path. The `fb_*` tags "
+            "(Facebook's SSL/SWSL/WSL weights) are CC-BY-NC-4.0: non-commercial use only."
         )
     constructor.__doc__ = (
         f"Instantiates ResNeXt-{depth} ({c}x{d}d): cardinality {c}, bottleneck width {d}.\n\n"
@@ -291,10 +293,12 @@ ResNeXt101_32x32d = _named("resnext101_32x32d", "ResNeXt101_32x32d")
 ResNeXt29_8x64d = _named("resnext29_8x64d", "ResNeXt29_8x64d")
 ResNeXt29_16x64d = _named("resnext29_16x64d", "ResNeXt29_16x64d")
 
+# Constructors by name, both "ResNeXt50" and "resnext50_32x4d".
 CONSTRUCTORS = {
-    f.__name__: f
+    key: f
     for f in (
         ResNeXt50, ResNeXt101, ResNeXt101_32x8d, ResNeXt101_64x4d,
         ResNeXt101_32x16d, ResNeXt101_32x32d, ResNeXt29_8x64d, ResNeXt29_16x64d,
     )
+    for key in (f.__name__, f.variant)
 }

@@ -1,0 +1,86 @@
+"""Fetching pretrained checkpoints through huggingface_hub.
+
+huggingface_hub gives us, without HTTP code of our own: the shared Hugging Face
+cache (the one timm uses, so files timm already fetched are reused), downloads
+written to `*.incomplete` and renamed when whole, resumption, progress bars,
+`HF_ENDPOINT` for a mirror and `HF_HUB_OFFLINE=1` for cache-only use. We add
+content verification: the Hub names each LFS blob by its SHA-256, so every cached
+file is hashed against that name (or the registry's `sha256`) before use; a
+corrupt file is deleted and fetched once more, and refused if still wrong.
+"""
+
+import hashlib
+import os
+import re
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _env_flag(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _expected_sha256(entry, path):
+    if entry.get("sha256"):
+        return entry["sha256"]
+    blob = os.path.basename(os.path.realpath(path))
+    return blob if _SHA256.match(blob) else None
+
+
+def _remove_cached(path):
+    for p in {os.path.realpath(path), path}:
+        if os.path.lexists(p):
+            os.remove(p)
+
+
+def fetch(entry, cache_dir=None):
+    """Local path of `entry`'s checkpoint, downloaded into the Hugging Face cache if needed.
+
+    Reads `HF_ENDPOINT`, `HF_HUB_CACHE` and `HF_HUB_OFFLINE` at call time.
+
+    Raises:
+        OSError: offline and not cached, or the download failed.
+        ValueError: the file's SHA-256 is wrong even after fetching it again.
+    """
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    offline = _env_flag("HF_HUB_OFFLINE")
+    kwargs = dict(
+        repo_id=entry["hf_hub_id"],
+        filename=entry["filename"],
+        revision=entry.get("revision"),
+        cache_dir=cache_dir or os.environ.get("HF_HUB_CACHE") or None,
+        endpoint=os.environ.get("HF_ENDPOINT") or None,
+        local_files_only=offline,
+    )
+    name = f"{entry['model']}.{entry['tag']}"
+    for attempt in range(2):
+        try:
+            path = huggingface_hub.hf_hub_download(**kwargs, force_download=attempt > 0)
+        except LocalEntryNotFoundError as e:
+            if offline:
+                raise OSError(
+                    f"Weights {name!r} are not in the cache and HF_HUB_OFFLINE is set. Run once "
+                    f"online, or put {entry['filename']} of {entry['hf_hub_id']} in the cache "
+                    "(or pass weights=<path to the file>)."
+                ) from e
+            raise OSError(f"Could not download weights {name!r} from {entry['hf_hub_id']}: {e}") from e
+        expected = _expected_sha256(entry, path)
+        if expected is None or _sha256(path) == expected:
+            return path
+        _remove_cached(path)
+        if offline:
+            break
+    raise ValueError(
+        f"The checkpoint for {name!r} is corrupt: its SHA-256 does not match the published "
+        "hash, also after downloading it again. It was deleted and not used."
+    )

@@ -1,0 +1,145 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_resnext import grouped_conv
+from keras_resnext.layers import GroupedConv2D, ResNeXtBlock
+
+pytestmark = pytest.mark.portable
+
+IMPLEMENTATIONS = ["native", "split", "block_diagonal"] + (
+    ["direct"] if keras.backend.backend() == "tensorflow" else []
+)
+
+
+def _reference_grouped_conv(x, kernel, groups, strides, pad):
+    """keras.layers.Conv2D(groups=...) on a symmetrically padded input: the stock layer."""
+    conv = keras.layers.Conv2D(kernel.shape[-1], kernel.shape[0], strides=strides, groups=groups, use_bias=False)
+    conv.build(x.shape)
+    conv.kernel.assign(kernel)
+    return keras.ops.convert_to_numpy(conv(np.pad(x, [(0, 0), (pad, pad), (pad, pad), (0, 0)])))
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("strides,size", [(1, 9), (2, 9), (2, 8)])
+def test_grouped_conv_implementations_match_stock_conv2d(implementation, strides, size):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, size, size, 16)).astype("float32")
+    layer = GroupedConv2D(24, 3, groups=4, strides=strides, implementation=implementation)
+    y = keras.ops.convert_to_numpy(layer(x))
+    expected = _reference_grouped_conv(x, keras.ops.convert_to_numpy(layer.kernel), 4, strides, 1)
+    assert y.shape == expected.shape == layer.compute_output_shape(x.shape)
+    np.testing.assert_allclose(y, expected, atol=1e-4)
+
+
+def test_grouped_conv_gradients_match_across_implementations():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, 8, 8, 8)).astype("float32")
+    kernel = rng.normal(size=(3, 3, 2, 8)).astype("float32")
+    grads = {}
+    for implementation in IMPLEMENTATIONS:
+        layer = GroupedConv2D(8, 3, groups=4, strides=2, implementation=implementation)
+        model = keras.Sequential([keras.Input((8, 8, 8)), layer])
+        layer.kernel.assign(kernel)
+        model.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
+        model.train_on_batch(x, np.zeros((2, 4, 4, 8), "float32"))
+        grads[implementation] = kernel - keras.ops.convert_to_numpy(layer.kernel)  # lr 1: the gradient
+    for implementation, grad in grads.items():
+        np.testing.assert_allclose(grad, grads["native"], atol=1e-4, err_msg=implementation)
+
+
+def test_auto_resolves_to_a_fast_path_and_env_var_overrides(monkeypatch):
+    layer = GroupedConv2D(8, 3, groups=4)
+    expected = {"tensorflow": "direct", "jax": "split"}.get(keras.backend.backend(), "native")
+    assert layer.resolved_implementation == expected  # CPU: never XLA's slow grouped conv
+    monkeypatch.setenv(grouped_conv.ENV_VAR, "block_diagonal")
+    assert layer.resolved_implementation == "block_diagonal"
+    assert GroupedConv2D(8, 3, groups=4, implementation="split").resolved_implementation == "split"
+    with grouped_conv.force_implementation("native"):
+        assert layer.resolved_implementation == "native"
+
+
+def test_block_diagonal_kernel_is_the_grouped_kernel_on_its_diagonal():
+    kernel = np.arange(3 * 3 * 2 * 6, dtype="float32").reshape(3, 3, 2, 6)
+    dense = keras.ops.convert_to_numpy(grouped_conv.block_diagonal_kernel(kernel, 3))
+    assert dense.shape == (3, 3, 6, 6)
+    for g in range(3):
+        for h in range(3):
+            np.testing.assert_array_equal(dense[:, :, 2 * g:2 * g + 2, 2 * h:2 * h + 2], kernel[:, :, :, 2 * h:2 * h + 2] * (g == h))
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(filters=10, kernel_size=3, groups=4), "multiple of `groups`"),
+        (dict(filters=8, kernel_size=3, groups=0), "groups"),
+        (dict(filters=8, kernel_size=3, padding="same"), "padding"),
+        (dict(filters=8, kernel_size=3, implementation="fast"), "implementation"),
+    ],
+)
+def test_grouped_conv_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GroupedConv2D(**kwargs)
+
+
+def test_grouped_conv_rejects_input_channels_not_divisible():
+    with pytest.raises(ValueError, match="multiple of groups=4"):
+        GroupedConv2D(8, 3, groups=4)(np.zeros((1, 5, 5, 6), "float32"))
+
+
+def _random_block(form, strides=2):
+    block = ResNeXtBlock(64, 32, cardinality=8, strides=strides, form=form, name="block")
+    block.build((None, 10, 10, 16))
+    return block
+
+
+def _randomize(block, seed=3):
+    rng = np.random.default_rng(seed)
+    for v in block.weights:
+        shape = tuple(v.shape)
+        value = rng.uniform(0.5, 1.5, shape) if "variance" in v.path else rng.normal(0, 0.3, shape)
+        v.assign(value.astype("float32"))
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_the_three_block_forms_compute_the_same_function(training):
+    """Fig. 3 (a), (b), (c) of the paper: equivalent given the same weights."""
+    x = np.random.default_rng(4).normal(size=(2, 10, 10, 16)).astype("float32")
+    grouped = _random_block("grouped")
+    _randomize(grouped)
+    expected = keras.ops.convert_to_numpy(grouped(x, training=training))
+    for form in ("concat", "split"):
+        block = _random_block(form)
+        for target, source in zip(block.weights, grouped.weights):
+            assert target.path == source.path
+            target.assign(source)
+        y = keras.ops.convert_to_numpy(block(x, training=training))
+        np.testing.assert_allclose(y, expected, atol=1e-4, err_msg=form)
+    assert expected.shape == (2, 5, 5, 64)
+
+
+def test_block_shortcut_is_identity_only_when_shapes_match():
+    assert _random_block("grouped", strides=1).downsample_conv is not None  # 16 -> 64 channels
+    same = ResNeXtBlock(16, 32, cardinality=8, strides=1)
+    same.build((None, 10, 10, 16))
+    assert same.downsample_conv is None
+    with pytest.raises(ValueError, match="needs projection"):
+        ResNeXtBlock(64, 32, cardinality=8, projection=False).build((None, 10, 10, 16))
+    with pytest.raises(ValueError, match="form"):
+        ResNeXtBlock(64, 32, cardinality=8, form="fig3d")
+
+
+def test_layers_round_trip_through_keras_files(tmp_path):
+    inputs = keras.Input((12, 12, 16))
+    x = GroupedConv2D(16, 3, groups=4, use_bias=True, name="gconv")(inputs)
+    x = ResNeXtBlock(32, 16, cardinality=4, strides=2, form="split", name="block")(x)
+    model = keras.Model(inputs, x)
+    data = np.random.default_rng(5).normal(size=(2, 12, 12, 16)).astype("float32")
+    path = tmp_path / "layers.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)  # no custom_objects: the layers are registered
+    assert isinstance(loaded.get_layer("gconv"), GroupedConv2D)
+    assert loaded.get_layer("block").form == "split"
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loaded(data)), keras.ops.convert_to_numpy(model(data)), atol=1e-5
+    )

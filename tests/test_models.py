@@ -1,0 +1,134 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import keras_resnext as kr
+from conftest import FIXTURES, TINY
+
+UPSTREAM = json.loads((FIXTURES / "upstream_state_dict_shapes.json").read_text())
+
+
+def trainable_params(model):
+    return sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+
+
+@pytest.mark.parametrize(
+    "constructor,upstream",
+    [
+        (kr.ResNeXt50, "torchvision.resnext50_32x4d"),
+        (kr.ResNeXt101, "timm.resnext101_32x4d"),
+        (kr.ResNeXt101_32x8d, "torchvision.resnext101_32x8d"),
+        (kr.ResNeXt101_64x4d, "torchvision.resnext101_64x4d"),
+        (kr.ResNeXt101_32x16d, "timm.resnext101_32x16d"),
+        (kr.ResNeXt101_32x32d, "timm.resnext101_32x32d"),
+    ],
+)
+def test_parameter_counts_equal_torchvision_and_timm(constructor, upstream):
+    model = constructor(weights=None)
+    assert trainable_params(model) == UPSTREAM[upstream]["params"]
+    assert model.output.shape == (None, 1000)
+
+
+@pytest.mark.parametrize("constructor,millions", [(kr.ResNeXt29_8x64d, 34.4), (kr.ResNeXt29_16x64d, 68.1)])
+def test_cifar_models_match_the_paper(constructor, millions):
+    model = constructor()
+    assert model.input.shape == (None, 32, 32, 3)
+    assert model.output.shape == (None, 10)
+    assert trainable_params(model) // 100_000 / 10 == millions  # Table 7 of the paper, truncated
+
+
+def test_cardinality_one_width_64_is_resnet50():
+    model = kr.ResNeXt(depths=(3, 4, 6, 3), cardinality=1, bottleneck_width=64)
+    assert trainable_params(model) == 25_557_032  # torchvision.models.resnet50
+    assert model.name == "resnext_50_1x64d"
+
+
+def test_feature_extractor_with_custom_input_and_pooling():
+    model = kr.ResNeXt101_32x8d(weights=None, include_top=False, pooling="avg", input_shape=(320, 320, 3))
+    assert model.output.shape == (None, 2048)
+    headless = kr.ResNeXt50(weights=None, include_top=False)
+    assert headless.output.shape == (None, None, None, 2048)
+    maxpooled = kr.ResNeXt50(weights=None, include_top=False, pooling="max", input_shape=(64, 80, 3))
+    assert maxpooled.output.shape == (None, 2048)
+
+
+def test_small_model_predicts_and_trains():
+    model = kr.ResNeXt(**TINY, classes=10, input_shape=(32, 32, 3))
+    x = np.random.default_rng(0).normal(size=(8, 32, 32, 3)).astype("float32")
+    y = np.arange(8) % 10
+    probs = model.predict(x, verbose=0)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), loss="sparse_categorical_crossentropy")
+    losses = [model.train_on_batch(x, y) for _ in range(8)]
+    assert losses[-1] < losses[0]
+
+
+def test_input_tensor_is_used_as_the_model_input():
+    tensor = keras.Input((48, 48, 3), name="image")
+    model = kr.ResNeXt(**TINY, include_top=False, input_tensor=tensor)
+    assert model.inputs[0] is tensor
+    assert model.output.shape == (None, 2, 2, 2048)
+
+
+def test_constructors_have_the_keras_applications_signature():
+    import inspect
+
+    reference = inspect.signature(keras.applications.ResNet50).parameters
+    ours = inspect.signature(kr.ResNeXt50).parameters
+    assert list(ours) == list(reference)
+    for name, param in reference.items():
+        if name != "name":
+            assert ours[name].default == param.default, name
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(weights="imagenet", classes=10), "`classes` should be 1000"),
+        (dict(weights="no/such/file.h5"), "The `weights` argument should be either"),
+        (dict(weights=None, input_shape=(16, 16, 3)), "at least 32x32"),
+        (dict(weights=None, input_shape=(224, 224)), "three integers"),
+        (dict(weights="imagenet", input_shape=(256, 256, 3)), "should be \\(224, 224, 3\\)"),
+        (dict(weights="imagenet", include_top=False, input_shape=(224, 224, 1)), "3 channels"),
+        (dict(weights=None, include_top=False, pooling="mean"), "`pooling` must be one of"),
+        (dict(weights="imagenet", classifier_activation="relu"), "Only `None` and `softmax`"),
+    ],
+)
+def test_bad_arguments_raise_like_keras_applications(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        kr.ResNeXt50(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(depths=(), cardinality=8, bottleneck_width=4), "`depths`"),
+        (dict(depths=(1, 1), cardinality=0, bottleneck_width=4), "`cardinality`"),
+        (dict(depths=(1, 1), cardinality=8, bottleneck_width=2.5), "`bottleneck_width`"),
+        (dict(depths=(1, 1), cardinality=8, bottleneck_width=4, stem="tiny"), "`stem`"),
+        (dict(depths=(1, 1), cardinality=8, bottleneck_width=4, block_form="mixed"), "`form`"),
+    ],
+)
+def test_generic_builder_validates_its_configuration(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        kr.ResNeXt(**kwargs)
+
+
+def test_channels_first_is_refused_with_a_clear_error():
+    keras.config.set_image_data_format("channels_first")
+    try:
+        with pytest.raises(ValueError, match="channels_last"):
+            kr.ResNeXt(**TINY)
+    finally:
+        keras.config.set_image_data_format("channels_last")
+
+
+def test_whole_model_round_trips_through_a_keras_file(tmp_path):
+    model = kr.ResNeXt(**TINY, classes=10, input_shape=(32, 32, 3))
+    x = np.random.default_rng(1).normal(size=(2, 32, 32, 3)).astype("float32")
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)

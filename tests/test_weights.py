@@ -1,0 +1,185 @@
+import json
+import os
+import pickle
+import re
+import zipfile
+
+import numpy as np
+import pytest
+
+import keras_resnext as kr
+from conftest import FIXTURES, TINY
+from hub_server import HubServer
+from keras_resnext import models
+from keras_resnext.weights import checkpoint, registry
+from keras_resnext.weights.torch_layout import expected_state_dict_shapes, load_torch_state_dict
+
+UPSTREAM = json.loads((FIXTURES / "upstream_state_dict_shapes.json").read_text())
+CHECKPOINT = (FIXTURES / "tv_resnext_tiny.safetensors").read_bytes()
+TEST_ENTRY = dict(
+    registry.entries()[0], model="resnext_tiny", tag="test_in1k", hf_hub_id="timm/resnext_tiny.test_in1k",
+    sha256=None, default=True,
+)
+HUB_KEY = "timm/resnext_tiny.test_in1k/model.safetensors"
+
+
+@pytest.fixture
+def tiny_registry(monkeypatch, tmp_path):
+    """A registry entry for the tiny fixture model, served from a loopback 'Hub'."""
+    monkeypatch.setitem(models.VARIANTS, "resnext_tiny", dict(TINY))
+    monkeypatch.setattr(registry, "entries", lambda: (TEST_ENTRY,))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with HubServer({HUB_KEY: CHECKPOINT}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        yield hub
+
+
+def test_download_verifies_converts_and_caches(tiny_registry, tiny_io, monkeypatch):
+    def features():
+        return kr.ResNeXt(**TINY, include_top=False, pooling="avg", weights="test_in1k")
+
+    first = features()  # downloads, checks the SHA-256, converts
+    np.testing.assert_allclose(first.predict(tiny_io["x_nhwc_64"], verbose=0), tiny_io["pooled_64"], atol=1e-4)
+    assert tiny_registry.gets[HUB_KEY] == 1
+    features()  # from the cache
+    assert tiny_registry.gets[HUB_KEY] == 1
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    offline = features()
+    np.testing.assert_allclose(offline.predict(tiny_io["x_nhwc_75"], verbose=0), tiny_io["pooled_75"], atol=1e-4)
+
+
+def test_a_corrupted_cached_file_is_detected_and_fetched_again(tiny_registry):
+    path = kr.weights.fetch(TEST_ENTRY)
+    blob = os.path.realpath(path)
+    with open(blob, "r+b") as f:  # flip one byte in the cache
+        f.seek(1000)
+        byte = f.read(1)
+        f.seek(1000)
+        f.write(bytes([byte[0] ^ 0x01]))
+    path = kr.weights.fetch(TEST_ENTRY)
+    assert open(path, "rb").read() == CHECKPOINT
+    assert tiny_registry.gets[HUB_KEY] == 2
+
+
+def test_a_corrupt_download_is_refused_and_not_kept(tiny_registry, tmp_path):
+    tiny_registry.corrupt_bodies = True
+    with pytest.raises(ValueError, match="corrupt"):
+        kr.weights.fetch(TEST_ENTRY)
+    assert tiny_registry.gets[HUB_KEY] == 2  # tried twice
+    blobs = list((tmp_path / "hub").rglob("blobs/*"))
+    assert not [b for b in blobs if not b.name.endswith(".incomplete")]
+
+
+def test_offline_without_cache_says_how_to_proceed(tiny_registry, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError, match="HF_HUB_OFFLINE"):
+        kr.weights.fetch(TEST_ENTRY)
+    assert tiny_registry.gets == {}
+
+
+@pytest.mark.parametrize("variant", sorted({e["model"] for e in registry.entries()}))
+def test_every_registry_model_maps_onto_the_upstream_state_dict(variant):
+    constructor = models.CONSTRUCTORS[variant]
+    model = constructor(weights=None)
+    assert expected_state_dict_shapes(model) == UPSTREAM[f"timm.{variant}"]["state_dict"]
+    headless = constructor(weights=None, include_top=False)
+    expected = {k: v for k, v in UPSTREAM[f"timm.{variant}"]["state_dict"].items() if not k.startswith("fc.")}
+    assert expected_state_dict_shapes(headless) == expected
+
+
+def test_registry_entries_are_complete_and_licences_are_stated():
+    seen = set()
+    for e in registry.entries():
+        assert (e["model"], e["tag"]) not in seen
+        seen.add((e["model"], e["tag"]))
+        assert e["model"] in models.VARIANTS
+        assert e["hf_hub_id"] == f"timm/{e['model']}.{e['tag']}"
+        assert e["license"] in {"bsd-3-clause", "apache-2.0", "cc-by-nc-4.0"}
+        assert e["license"] == "cc-by-nc-4.0" if e["tag"].startswith("fb_") else e["license"] != "cc-by-nc-4.0"
+        assert not (e["default"] and e["license"] == "cc-by-nc-4.0")
+    defaults = [e["model"] for e in registry.entries() if e["default"]]
+    assert len(defaults) == len(set(defaults))
+    table = kr.weights.format_table(kr.weights.list_weights())
+    assert re.search(r"resnext50_32x4d +tv2_in1k +81\.198 +224 +bsd-3-clause +25\.03", table)
+    assert re.search(r"resnext101_32x32d +fb_wsl_ig1b_ft_in1k .* cc-by-nc-4.0", table)
+    assert "CC-BY-NC-4.0" in kr.ResNeXt101_32x8d.__doc__
+
+
+def test_imagenet_without_a_permissive_tag_explains_the_licence():
+    with pytest.raises(ValueError, match="CC-BY-NC-4.0"):
+        kr.ResNeXt101_32x16d()
+    with pytest.raises(ValueError, match="available tags: tv2_in1k"):
+        kr.ResNeXt50(weights="fb_wsl_ig1b_ft_in1k")  # a known tag, but of other models
+
+
+def test_a_checkpoint_of_another_architecture_is_refused_with_the_keys():
+    resnet50 = kr.ResNeXt((3, 4, 6, 3), 1, 64)
+    state = {k: np.zeros(v, "float32") for k, v in expected_state_dict_shapes(resnet50).items()}
+    state["extra.weight"] = np.zeros(3, "float32")
+    with pytest.raises(ValueError) as info:
+        load_torch_state_dict(kr.ResNeXt50(weights=None), state)
+    message = str(info.value)
+    assert "Unexpected keys: extra.weight" in message
+    assert "layer1.0.conv2.weight: checkpoint (64, 64, 3, 3), model (128, 4, 3, 3)" in message
+    del state["layer4.2.bn3.running_var"]
+    with pytest.raises(ValueError, match="Missing keys: layer4.2.bn3.running_var"):
+        load_torch_state_dict(resnet50, state)
+
+
+def test_a_checkpoint_with_another_class_count_gets_a_fresh_head(tiny_io):
+    with pytest.warns(UserWarning, match="new, randomly initialised head"):
+        model = kr.ResNeXt(**TINY, classes=7, input_shape=(64, 64, 3), weights=FIXTURES / "tv_resnext_tiny.pth")
+    assert model.output.shape == (None, 7)
+    backbone = kr.ResNeXt(**TINY, include_top=False, pooling="avg", weights=FIXTURES / "tv_resnext_tiny.pth")
+    np.testing.assert_allclose(backbone.predict(tiny_io["x_nhwc_64"], verbose=0), tiny_io["pooled_64"], atol=1e-4)
+
+
+def test_keras_weights_files_load_too(tmp_path, tiny_io):
+    source = kr.ResNeXt(**TINY, classes=10, classifier_activation=None, weights=FIXTURES / "tv_resnext_tiny.safetensors")
+    path = tmp_path / "tiny.weights.h5"
+    source.save_weights(path)
+    model = kr.ResNeXt(**TINY, classes=10, classifier_activation=None, input_shape=(None, None, 3), weights=path)
+    np.testing.assert_allclose(model.predict(tiny_io["x_nhwc_75"], verbose=0), tiny_io["logits_75"], atol=1e-4)
+    odd = tmp_path / "weights.npz"
+    odd.write_bytes(b"x")
+    with pytest.raises(ValueError, match="Cannot tell the format"):
+        kr.ResNeXt(**TINY, weights=odd)
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_pickled_code_in_a_pth_file_is_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("archive/data.pkl", pickle.dumps({"conv1.weight": _Exploit()}, protocol=2))
+    with pytest.raises(pickle.UnpicklingError, match="Refusing to load (posix|os|nt).system"):
+        checkpoint.read_state_dict(path)
+
+
+def test_pth_and_safetensors_readers_agree():
+    a = checkpoint.read_state_dict(FIXTURES / "tv_resnext_tiny.pth")
+    b = checkpoint.read_state_dict(FIXTURES / "tv_resnext_tiny.safetensors")
+    assert a.keys() == b.keys() and len(a) == 104
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_eval_transform_resizes_crops_and_normalises():
+    transform = kr.weights.eval_transform("resnext50_32x4d", "tv2_in1k")  # 232 -> 224, bilinear
+    image = np.full((1, 300, 400, 3), 255, "uint8")
+    out = np.asarray(transform(image.astype("float32")))
+    assert out.shape == (1, 224, 224, 3)
+    np.testing.assert_allclose(out[0, 100, 100], (1 - np.array([0.485, 0.456, 0.406])) / [0.229, 0.224, 0.225], rtol=1e-5)
+    with pytest.raises(ValueError, match="known tags"):
+        kr.weights.eval_transform("resnext50_32x4d", "nope")
+
+
+def test_state_dict_wrappers_are_unwrapped():
+    inner = {"conv1.weight": np.zeros(1)}
+    assert checkpoint._unwrap({"state_dict": {f"module.{k}": v for k, v in inner.items()}}).keys() == inner.keys()
+    assert checkpoint._unwrap({"model": inner}).keys() == inner.keys()
