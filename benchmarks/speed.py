@@ -1,15 +1,21 @@
-"""ResNeXt50 vs keras.applications.ResNet50 vs a native grouped-conv build: img/s, side by side.
+"""Inference and training img/s of ResNeXt50 against keras.applications.ResNet50, side by side.
 
-Every round times each model once, in turn (interleaved), so machine noise hits
-all of them alike; the median over rounds is reported, with ratios to ResNet50.
-Training uses compile() defaults (jit_compile="auto"), SGD and batch statistics.
+Rows: keras.applications.ResNet50; keras_resnext.ResNeXt50 (grouped convs on the
+"auto" path); the same ResNeXt50 on the "native" path, which is what
+`keras.layers.Conv2D(groups=32)` runs (XLA on TensorFlow); and, with --onnx, the
+same ResNeXt50 exported by `keras_resnext.export.to_onnx` in onnxruntime.
 
-    python benchmarks/speed.py [--batch 16] [--rounds 5] [--native-train-batch 2]
+Every round times each row once, in turn (interleaved), so machine noise hits
+all alike; medians over rounds are printed, with ratios to ResNet50. Training
+steps use compile() defaults (jit_compile="auto") and SGD.
+
+    python benchmarks/speed.py [--batch 16] [--rounds 5] [--native-train-batch 2] [--onnx]
 """
 
 import argparse
 import os
 import statistics
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -18,27 +24,25 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_resnext as kr  # noqa: E402
+from keras_resnext.flops import count_macs  # noqa: E402
+
+BASELINE = "ResNet50 (keras.applications)"
 
 
-def build_models(native):
-    models = {
-        "ResNet50 (keras.applications)": keras.applications.ResNet50(weights=None),
-        "ResNeXt50 (keras_resnext, auto)": kr.ResNeXt50(weights=None),
-    }
-    if native:
-        # keras.ops.conv with a grouped kernel is what keras.layers.Conv2D(groups=32) runs.
-        models["ResNeXt50 (native grouped conv)"] = kr.ResNeXt(
-            (3, 4, 6, 3), 32, 4, name="resnext50_native", conv_implementation="native"
-        )
-    for model in models.values():
-        model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss="sparse_categorical_crossentropy")
-    return models
+def compiled(model):
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss="sparse_categorical_crossentropy")
+    return model
 
 
-def img_per_s(fn, batch):
-    start = time.perf_counter()
-    fn()
-    return batch / (time.perf_counter() - start)
+def onnx_runner(model):
+    import onnxruntime as ort
+
+    from keras_resnext.export import to_onnx
+
+    path = os.path.join(tempfile.mkdtemp(), "resnext50.onnx")
+    to_onnx(model, path)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {"images": x})
 
 
 def main(argv=None):
@@ -46,42 +50,58 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--native-train-batch", type=int, default=2,
-                        help="batch for the native build's training step (0 skips it: it is ~50x slower)")
+                        help="batch of the native build's training step (0 skips it; it is ~50x slower on CPU)")
     parser.add_argument("--no-native", action="store_true", help="leave out the native grouped-conv build")
+    parser.add_argument("--onnx", action="store_true", help="add ResNeXt50 in onnxruntime (inference)")
     args = parser.parse_args(argv)
 
+    resnet = compiled(keras.applications.ResNet50(weights=None))
+    resnext = compiled(kr.ResNeXt50(weights=None))
+    rows = {  # name: (infer(x), train batch size, train(x, y) or None, GMACs)
+        BASELINE: (resnet.predict_on_batch, args.batch, resnet.train_on_batch, count_macs(resnet)),
+        "ResNeXt50 (keras_resnext)": (resnext.predict_on_batch, args.batch, resnext.train_on_batch, count_macs(resnext)),
+    }
+    if not args.no_native:
+        native = compiled(kr.ResNeXt((3, 4, 6, 3), 32, 4, name="native", conv_implementation="native"))
+        native.set_weights(resnext.get_weights())
+        rows["ResNeXt50 (native grouped conv)"] = (
+            native.predict_on_batch, args.native_train_batch, native.train_on_batch, count_macs(native),
+        )
+    if args.onnx:
+        rows["ResNeXt50 (onnxruntime)"] = (onnx_runner(resnext), 0, None, count_macs(resnext))
+
     rng = np.random.default_rng(0)
-    models = build_models(native=not args.no_native)
 
     def batch_of(n):
         return rng.uniform(-1, 1, (n, 224, 224, 3)).astype("float32"), rng.integers(0, 1000, (n,))
 
-    def train_batch(name):
-        return args.native_train_batch if "native" in name else args.batch
+    def timed(fn, *a):
+        start = time.perf_counter()
+        fn(*a)
+        return time.perf_counter() - start
 
     x, _ = batch_of(args.batch)
-    results = {name: {"infer": [], "train": []} for name in models}
-    for name, model in models.items():  # warm-up: tracing and first-call costs
-        model.predict_on_batch(x)
-        if train_batch(name):
-            model.train_on_batch(*batch_of(train_batch(name)))
+    for infer, n, train, _ in rows.values():  # warm-up: tracing and first-call costs
+        infer(x)
+        if train and n:
+            train(*batch_of(n))
+    results = {name: {"infer": [], "train": []} for name in rows}
     for _ in range(args.rounds):
-        for name, model in models.items():
-            results[name]["infer"].append(img_per_s(lambda: model.predict_on_batch(x), args.batch))
-            n = train_batch(name)
-            if n:
-                xt, yt = batch_of(n)
-                results[name]["train"].append(img_per_s(lambda: model.train_on_batch(xt, yt), n))
+        for name, (infer, n, train, _) in rows.items():
+            results[name]["infer"].append(args.batch / timed(infer, x))
+            if train and n:
+                results[name]["train"].append(n / timed(train, *batch_of(n)))
 
-    base = {k: statistics.median(v) for k, v in results["ResNet50 (keras.applications)"].items()}
-    print(f"backend={keras.backend.backend()} batch={args.batch} rounds={args.rounds} (median img/s)")
-    print(f"{'model':34s} {'infer img/s':>12s} {'x ResNet50':>10s} {'train img/s':>12s} {'x ResNet50':>10s}")
+    base = {k: statistics.median(v) for k, v in results[BASELINE].items()}
+    print(f"backend={keras.backend.backend()} batch={args.batch} rounds={args.rounds} "
+          f"cores={os.cpu_count()} (median img/s; ratio = x {BASELINE.split()[0]})")
+    print(f"{'model':34s} {'GMACs':>6s} {'infer':>8s} {'ratio':>6s} {'train':>8s} {'ratio':>6s}")
     for name, r in results.items():
         infer = statistics.median(r["infer"])
-        line = f"{name:34s} {infer:12.2f} {infer / base['infer']:10.2f}"
+        line = f"{name:34s} {rows[name][3] / 1e9:6.2f} {infer:8.2f} {infer / base['infer']:6.2f}"
         if r["train"]:
             train = statistics.median(r["train"])
-            line += f" {train:12.3f} {train / base['train']:10.3f}"
+            line += f" {train:8.3f} {train / base['train']:6.3f}"
         print(line)
 
 

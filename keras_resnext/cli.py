@@ -1,6 +1,7 @@
 """The `keras-resnext` command line."""
 
 import argparse
+import json
 import os
 import sys
 
@@ -49,10 +50,119 @@ def cmd_summary(args):
     print(f"trainable parameters: {trainable:,d}")
 
 
+def cmd_train(args):
+    from keras_resnext import jobs
+
+    metrics = jobs.train(
+        model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
+        output=args.output, weights=args.weights, data_dir=args.data_dir, download=args.download,
+        strategy=args.strategy, precision=args.precision, seed=args.seed, schedule=args.schedule,
+        label_smoothing=args.label_smoothing,
+    )
+    print(f"test accuracy {metrics['test_accuracy']:.4f} after {metrics['epochs']} epochs "
+          f"({metrics['seconds']:.0f} s); run folder: {metrics['output']}")
+
+
+def cmd_evaluate(args):
+    from keras_resnext import jobs
+
+    result = jobs.evaluate(args.model_file, dataset=args.dataset, data_dir=args.data_dir, download=args.download)
+    print(json.dumps(result, indent=2))
+
+
+def cmd_predict(args):
+    from keras_resnext import jobs
+
+    if not args.model_file and not args.model:
+        raise SystemExit("keras-resnext predict: give --model-file RUN/model.keras, or --model NAME [--weights TAG].")
+    results = jobs.predict(args.images, model_path=args.model_file, model=args.model, weights=args.weights,
+                           top=args.top)
+    failed = 0
+    for path, result in results.items():
+        if isinstance(result, str):
+            failed += 1
+            print(f"{path}: {result}")
+            continue
+        print(f"{path}:")
+        for name, p in result:
+            print(f"  {p:7.2%}  {name}")
+    return 1 if failed == len(results) else 0
+
+
+def cmd_export(args):
+    from keras_resnext import export
+
+    if args.source.endswith(".keras"):
+        import keras
+
+        model = keras.models.load_model(args.source)
+    else:
+        model = build_named(args.source, weights=args.weights)
+    if args.format == "onnx":
+        export.to_onnx(model, args.output, opset=args.opset, batch_size=args.batch_size)
+    else:
+        export.to_saved_model(model, args.output)
+    print(f"wrote {args.output} ({args.format})")
+
+
+def cmd_weights(args):
+    from keras_resnext.weights import format_table, list_weights
+
+    print(format_table(list_weights(args.model)))
+    print("\nfb_* weights are CC-BY-NC-4.0: non-commercial use only.")
+
+
 def main(argv=None):
     _quiet_tensorflow()
+    from keras_resnext.data import DATASETS
+    from keras_resnext.distribute import STRATEGIES
+
     parser = argparse.ArgumentParser(prog="keras-resnext", description="ResNeXt for Keras 3.")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model (default: a small ResNeXt on the embedded digits)")
+    p.add_argument("--model", default="default", help="'default' (resnext11_8x4d) or a constructor, e.g. ResNeXt29_8x64d")
+    p.add_argument("--dataset", default="digits", help=f"one of {', '.join(DATASETS)}")
+    p.add_argument("--epochs", type=int, default=None, help="default: 20 for digits, 300 for CIFAR, 90 otherwise")
+    p.add_argument("--batch-size", type=int, default=64, help="per replica; the lr scales with the global batch")
+    p.add_argument("--output", default=None, help="run folder (default: a new folder under runs/)")
+    p.add_argument("--weights", default=None, help="start from pretrained weights (tag or file) to fine-tune")
+    p.add_argument("--data-dir", default=None, help="tensorflow-datasets data directory")
+    p.add_argument("--download", action="store_true", help="let tfds download and prepare the data set")
+    p.add_argument("--strategy", default="auto", choices=STRATEGIES)
+    p.add_argument("--precision", default="float32", help="float32, mixed_float16, mixed_bfloat16 or auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--schedule", default="step", choices=("step", "cosine"))
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="test accuracy of a saved model")
+    p.add_argument("model_file", help="a model.keras written by train")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--download", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="top-k classes of image files")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--model-file", default=None, help="a model.keras written by train")
+    p.add_argument("--model", default=None, help="or a constructor name with --weights")
+    p.add_argument("--weights", default="imagenet")
+    p.add_argument("--top", type=int, default=5)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export to ONNX or a TF SavedModel")
+    p.add_argument("source", help="a .keras file, or a constructor name such as ResNeXt50")
+    p.add_argument("--format", required=True, choices=("onnx", "saved_model"))
+    p.add_argument("--output", required=True)
+    p.add_argument("--weights", default=None, help="with a constructor name: a tag or file")
+    p.add_argument("--opset", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None, help="fixed batch (default: dynamic)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("weights", help="the table of pretrained weights")
+    p.add_argument("--model", default=None, help="only this variant, e.g. resnext50_32x4d")
+    p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("summary", help="layer, parameter and MAC table of a model")
     p.add_argument("model", help="e.g. ResNeXt50")
@@ -60,7 +170,10 @@ def main(argv=None):
     p.set_defaults(func=cmd_summary)
 
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ValueError as e:  # bad input: say what was wrong, without a traceback
+        raise SystemExit(f"keras-resnext {args.command}: {e}") from None
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ def test_cardinality_one_width_64_is_resnet50():
     assert model.name == "resnext_50_1x64d"
 
 
+@pytest.mark.portable
 def test_feature_extractor_with_custom_input_and_pooling():
     model = kr.ResNeXt101_32x8d(weights=None, include_top=False, pooling="avg", input_shape=(320, 320, 3))
     assert model.output.shape == (None, 2048)
@@ -54,6 +55,7 @@ def test_feature_extractor_with_custom_input_and_pooling():
     assert maxpooled.output.shape == (None, 2048)
 
 
+@pytest.mark.portable
 def test_small_model_predicts_and_trains():
     model = kr.ResNeXt(**TINY, classes=10, input_shape=(32, 32, 3))
     x = np.random.default_rng(0).normal(size=(8, 32, 32, 3)).astype("float32")
@@ -65,6 +67,7 @@ def test_small_model_predicts_and_trains():
     assert losses[-1] < losses[0]
 
 
+@pytest.mark.portable
 def test_input_tensor_is_used_as_the_model_input():
     tensor = keras.Input((48, 48, 3), name="image")
     model = kr.ResNeXt(**TINY, include_top=False, input_tensor=tensor)
@@ -125,6 +128,7 @@ def test_channels_first_is_refused_with_a_clear_error():
         keras.config.set_image_data_format("channels_last")
 
 
+@pytest.mark.portable
 def test_whole_model_round_trips_through_a_keras_file(tmp_path):
     model = kr.ResNeXt(**TINY, classes=10, input_shape=(32, 32, 3))
     x = np.random.default_rng(1).normal(size=(2, 32, 32, 3)).astype("float32")

@@ -1,0 +1,172 @@
+"""The paper's training recipes for `model.fit`, fine-tuning and precision helpers.
+
+ImageNet (Xie et al. 2017, Sec. 4): SGD, momentum 0.9, batch 256 with lr 0.1
+(linearly scaled with the batch), weight decay 1e-4, lr divided by 10 three times
+(or cosine), here with an optional linear warmup. CIFAR (Sec. 5.1 of the paper):
+batch 128, lr 0.1, weight decay 5e-4, momentum 0.9, 300 epochs, lr / 10 at
+epochs 150 and 225.
+
+Weight decay uses Keras' optimizer `weight_decay` on conv/dense kernels only
+(BatchNorm gamma/beta and biases are excluded, as in the usual PyTorch recipes).
+Keras applies it decoupled from momentum (`w -= lr * wd * w`), which equals
+PyTorch's coupled L2 when momentum is 0 and is the common choice in Keras.
+"""
+
+import keras
+
+NO_DECAY = ["gamma", "beta", "bias"]
+
+
+class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup from 0 over `warmup_steps`, then `schedule(step - warmup_steps)`."""
+
+    def __init__(self, schedule, warmup_steps, peak):
+        self.schedule, self.warmup_steps, self.peak = schedule, warmup_steps, peak
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        warm = self.peak * (step + 1) / max(self.warmup_steps, 1)
+        return keras.ops.where(step < self.warmup_steps, warm, self.schedule(step - self.warmup_steps))
+
+    def get_config(self):
+        return {
+            "schedule": keras.optimizers.schedules.serialize(self.schedule),
+            "warmup_steps": self.warmup_steps,
+            "peak": self.peak,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config, schedule=keras.optimizers.schedules.deserialize(config["schedule"]))
+        return cls(**config)
+
+
+def _sgd(schedule, weight_decay, momentum=0.9, nesterov=False):
+    optimizer = keras.optimizers.SGD(schedule, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    optimizer.exclude_from_weight_decay(var_names=NO_DECAY)
+    return optimizer
+
+
+def imagenet_recipe(
+    steps_per_epoch,
+    epochs=100,
+    batch_size=256,
+    schedule="step",
+    warmup_epochs=0,
+    base_lr=0.1,
+    weight_decay=1e-4,
+    label_smoothing=0.0,
+):
+    """The paper's ImageNet optimizer and loss: `(optimizer, loss)` for `model.compile`.
+
+    Args:
+        steps_per_epoch: optimizer steps per epoch (images / global batch).
+        epochs: total epochs (the paper: 100, lr / 10 at 30, 60, 90 for "step").
+        batch_size: global batch; the lr is `base_lr * batch_size / 256`.
+        schedule: `"step"` (/ 10 at 30%, 60%, 90% of training) or `"cosine"`.
+        warmup_epochs: linear warmup, as for large batches (Goyal et al.).
+        label_smoothing: 0.1 is the common modern setting; 0 is the paper's.
+    """
+    peak = base_lr * batch_size / 256
+    return _recipe(steps_per_epoch, epochs, peak, schedule, (0.3, 0.6, 0.9), warmup_epochs, weight_decay,
+                   label_smoothing)
+
+
+def cifar_recipe(
+    steps_per_epoch,
+    epochs=300,
+    batch_size=128,
+    base_lr=0.1,
+    weight_decay=5e-4,
+    label_smoothing=0.0,
+    schedule="step",
+    warmup_epochs=0,
+):
+    """The paper's CIFAR optimizer and loss: lr 0.1 per 128 images, / 10 at 50% and 75%."""
+    peak = base_lr * batch_size / 128
+    return _recipe(steps_per_epoch, epochs, peak, schedule, (0.5, 0.75), warmup_epochs, weight_decay,
+                   label_smoothing)
+
+
+def _recipe(steps_per_epoch, epochs, peak, schedule, drops, warmup_epochs, weight_decay, label_smoothing):
+    if steps_per_epoch < 1 or epochs < 1:
+        raise ValueError(f"steps_per_epoch and epochs must be positive; got {steps_per_epoch}, {epochs}.")
+    warmup = int(warmup_epochs * steps_per_epoch)
+    total = epochs * steps_per_epoch - warmup
+    if schedule == "step":
+        boundaries = [int(f * epochs * steps_per_epoch) - warmup for f in drops]
+        lr = keras.optimizers.schedules.PiecewiseConstantDecay(
+            boundaries, [peak * 0.1**i for i in range(len(boundaries) + 1)]
+        )
+    elif schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(peak, max(total, 1))
+    else:
+        raise ValueError(f"`schedule` must be 'step' or 'cosine'; received {schedule!r}.")
+    if warmup:
+        lr = WarmupSchedule(lr, warmup, peak)
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing) if label_smoothing else (
+        keras.losses.SparseCategoricalCrossentropy()
+    )
+    return _sgd(lr, weight_decay), loss
+
+
+def set_precision(policy="auto"):
+    """Sets the global Keras dtype policy and returns its name.
+
+    `"auto"`: `mixed_float16` on a GPU, `mixed_bfloat16` on a TPU, `float32` on a
+    CPU (these models' heads stay float32 under mixed precision, see `ResNeXt`).
+    """
+    if policy == "auto":
+        import tensorflow as tf
+
+        if tf.config.list_logical_devices("TPU"):
+            policy = "mixed_bfloat16"
+        elif tf.config.list_logical_devices("GPU"):
+            policy = "mixed_float16"
+        else:
+            policy = "float32"
+    if policy not in ("float32", "mixed_float16", "mixed_bfloat16", "bfloat16", "float16"):
+        raise ValueError(f"Unknown precision {policy!r}; expected auto, float32, mixed_float16 or mixed_bfloat16.")
+    keras.config.set_dtype_policy(policy)
+    return policy
+
+
+def set_backbone_trainable(model, trainable):
+    """Freezes (or unfreezes) every layer but the classifier `predictions`.
+
+    A frozen BatchNorm runs in inference mode (Keras' rule for `trainable=False`),
+    so fine-tuning a small head does not disturb the pretrained statistics.
+    Recompile the model after calling this.
+    """
+    for layer in model.layers:
+        if layer.name != "predictions":
+            layer.trainable = trainable
+    return model
+
+
+def finetune_model(constructor, classes, weights="imagenet", input_shape=None, freeze_backbone=True,
+                   classifier_activation="softmax"):
+    """A pretrained backbone from `constructor` with a new `classes`-way head.
+
+    `constructor` is e.g. `keras_resnext.ResNeXt50`; `weights` a tag or path.
+    """
+    backbone = constructor(include_top=False, weights=weights, input_shape=input_shape, pooling="avg")
+    head_dtype = "float32" if keras.config.dtype_policy().name.startswith("mixed") else None
+    outputs = keras.layers.Dense(classes, activation=classifier_activation, name="predictions", dtype=head_dtype)(
+        backbone.output
+    )
+    model = keras.Model(backbone.inputs, outputs, name=f"{backbone.name}_finetune")
+    return set_backbone_trainable(model, not freeze_backbone)
+
+
+def default_callbacks(output_dir, backup=True, tensorboard=True):
+    """BackupAndRestore (resume where a killed run stopped), TerminateOnNaN, CSV log, TensorBoard."""
+    import os
+
+    callbacks = [keras.callbacks.TerminateOnNaN(), keras.callbacks.CSVLogger(os.path.join(output_dir, "log.csv"),
+                                                                             append=True)]
+    if backup:
+        callbacks.insert(0, keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")))
+    if tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard"), write_graph=False))
+    return callbacks
