@@ -87,7 +87,8 @@ def load_dataset(
     if cache:
         ds = ds.cache()
     if training:
-        ds = ds.shuffle(min(info.num_examples, 10_000), seed=seed, reshuffle_each_iteration=True)
+        buffer = min(info.num_examples, 10_000) if info.num_examples > 0 else 10_000
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
         # One (2,)-int64 stateless seed per example, new every epoch, deterministic when seeded.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip((ds, seeds))
@@ -102,7 +103,8 @@ def load_dataset(
     ds = ds.map(lambda image, label: ((image - mean) / std, label), num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
     options = tf.data.Options()
-    options.deterministic = seed is not None
+    # Unseeded training may reorder for speed; evaluation keeps the split's order.
+    options.deterministic = seed is not None or not training
     return ds.with_options(options).prefetch(AUTOTUNE), info
 
 
@@ -148,13 +150,13 @@ def _tfds(name, split, data_dir, download, mean, std, image_size):
                 raise ValueError(_not_prepared_message(name, builder.data_dir))
             builder.download_and_prepare()
     splits = builder.info.splits
-    if split not in splits:
+    if splits and split not in splits:
         raise ValueError(f"{name} has splits {', '.join(splits)}; received split={split!r}.")
     ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
     ds = ds.map(lambda image, label: (_rgb(image), label), num_parallel_calls=AUTOTUNE)
     label = builder.info.features["label"]
-    info = DatasetInfo(name, label.num_classes, tuple(label.names), splits[split].num_examples,
-                       image_size, mean, std)
+    num_examples = splits[split].num_examples if split in splits else -1  # unknown (e.g. mocked)
+    info = DatasetInfo(name, label.num_classes, tuple(label.names), num_examples, image_size, mean, std)
     return ds, info
 
 

@@ -111,7 +111,8 @@ def train(
         "epochs_run_here": len(history.epoch),
         "batch_size": global_batch,
         "replicas": replicas,
-        "strategy": type(strat).__name__,
+        "strategy": strategy,
+        "strategy_class": type(strat).__name__,
         "precision": keras.config.dtype_policy().name,
         "seconds": round(seconds, 1),
         "test_accuracy": float(test_accuracy),
@@ -119,12 +120,18 @@ def train(
         "parameters": int(net.count_params()),
         "class_names": list(info.class_names),
         "preprocessing": {"image_size": info.image_size, "mean": list(info.mean), "std": list(info.std)},
-        "weights_checksum": float(sum(np.abs(keras.ops.convert_to_numpy(w)).sum() for w in net.weights)),
+        # Sums of |w|: equal on every worker of a synchronous multi-worker run.
+        "trainable_checksum": _checksum(net.trainable_weights),
+        "weights_checksum": _checksum(net.weights),
     }
     net.save(os.path.join(run_dir, "model.keras"))
     _write_json(os.path.join(run_dir, "metrics.json"), metrics)
     _plot_curves(os.path.join(run_dir, "log.csv"), os.path.join(run_dir, "curves.png"))
     return metrics
+
+
+def _checksum(variables):
+    return float(sum(np.abs(keras.ops.convert_to_numpy(v)).astype("float64").sum() for v in variables))
 
 
 def _write_json(path, obj):
