@@ -105,6 +105,43 @@ def cmd_export(args):
     print(f"wrote {args.output} ({args.format})")
 
 
+def load_spec(name):
+    """A search spec by path or by name in ./tuning/specs/ (JSON of `jobs.tune` arguments)."""
+    path = name if os.path.exists(name) else os.path.join("tuning", "specs", f"{name}.json")
+    if not os.path.exists(path):
+        specs = sorted(f[:-5] for f in os.listdir(os.path.join("tuning", "specs"))) if os.path.isdir(
+            os.path.join("tuning", "specs")) else []
+        raise ValueError(f"No search spec {name!r}; give a JSON file or one of: {', '.join(specs) or 'none here'}.")
+    with open(path) as f:
+        spec = json.load(f)
+    spec.pop("description", None)
+    return spec
+
+
+def cmd_tune(args):
+    from keras_resnext import jobs
+
+    kwargs = load_spec(args.spec) if args.spec else {}
+    given = {
+        "dataset": args.dataset, "budget": args.budget, "max_trials": args.max_trials, "epochs": args.epochs,
+        "output": args.output, "tuner": args.tuner, "stem": args.stem, "batch_size": args.batch_size,
+        "data_dir": args.data_dir, "tolerance": args.tolerance,
+        "cardinalities": args.cardinalities and [int(c) for c in args.cardinalities.split(",")],
+        "depth_options": args.depths and [[int(d) for d in t.split("-")] for t in args.depths],
+    }
+    kwargs.update({k: v for k, v in given.items() if v is not None})
+    if "depth_options" in kwargs:
+        kwargs["depth_options"] = [tuple(t) for t in kwargs["depth_options"]]
+    summary = jobs.tune(**kwargs, download=args.download, overwrite=args.overwrite)
+    if summary is None:
+        return
+    print(f"budget {summary['budget_macs']:,} MACs; trials:")
+    for row in summary["trials"]:
+        print(f"  C={row['cardinality']:<3d} d={row['width']:<4d} depths={row['depths']:<9s} "
+              f"MACs={row['macs']:>13,d} params={row['params']:>11,d} val_accuracy={row.get('val_accuracy', 0):.4f}")
+    print(f"wrote {kwargs.get('output', 'tune-run')}/trials.csv, best_model.keras, accuracy_vs_cardinality.png")
+
+
 def cmd_weights(args):
     from keras_resnext.weights import format_table, list_weights
 
@@ -159,6 +196,24 @@ def main(argv=None):
     p.add_argument("--opset", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None, help="fixed batch (default: dynamic)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("tune", help="search cardinality vs width at a fixed MAC budget (keras-tuner)")
+    p.add_argument("--spec", default=None, help="a search spec: JSON path or name in tuning/specs/")
+    p.add_argument("--dataset", default=None, help="default digits")
+    p.add_argument("--budget", default=None, help="MACs: 20M, 4.2G, or a model name such as ResNet50 (default 20M)")
+    p.add_argument("--max-trials", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None, help="per trial (Hyperband: the most per trial)")
+    p.add_argument("--output", default=None, help="default tune-run; run again to resume")
+    p.add_argument("--tuner", default=None, choices=("random", "bayesian", "grid", "hyperband"))
+    p.add_argument("--cardinalities", default=None, help="comma-separated, default 1,2,4,8,16,32")
+    p.add_argument("--depths", action="append", default=None, help="a depth template such as 3-4-6-3; repeatable")
+    p.add_argument("--stem", default=None, choices=("imagenet", "cifar"))
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--tolerance", type=float, default=None, help="budget tolerance, default 0.05")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--download", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("weights", help="the table of pretrained weights")
     p.add_argument("--model", default=None, help="only this variant, e.g. resnext50_32x4d")

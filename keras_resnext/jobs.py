@@ -231,3 +231,90 @@ def predict(paths, model_path=None, model=None, weights="imagenet", top=5):
         best = np.argsort(probs)[::-1][:top]
         results[path] = [(names[i], float(probs[i])) for i in best]
     return results
+
+
+def tune(
+    dataset="digits",
+    budget="20M",
+    max_trials=3,
+    epochs=1,
+    output="tune-run",
+    tuner="random",
+    cardinalities=(1, 2, 4, 8, 16, 32),
+    depth_options=((1, 1, 1),),
+    stem="imagenet",
+    batch_size=64,
+    data_dir=None,
+    download=False,
+    tolerance=0.05,
+    seed=0,
+    overwrite=False,
+    verbose=1,
+):
+    """A cardinality-vs-width search at a fixed MAC budget; writes trials.csv, the best model and a plot.
+
+    Resumes from `output/tuner` when run again (unless `overwrite`). Under
+    keras-tuner's distributed mode (KERASTUNER_* variables) only the chief writes.
+    """
+    from keras_resnext import data, tuning
+
+    keras.utils.set_random_seed(seed)
+    train_ds, info = data.load_dataset(dataset, "train", batch_size=batch_size, seed=seed, data_dir=data_dir,
+                                       download=download, cache=dataset == "digits")
+    val_split = "validation" if dataset == "imagenet2012" else "test"
+    val_ds, _ = data.load_dataset(dataset, val_split, batch_size=batch_size, data_dir=data_dir, download=download,
+                                  cache=dataset == "digits")
+    size = info.image_size
+    budget_macs = tuning.parse_budget(budget, input_size=size, classes=info.num_classes)
+    hypermodel = tuning.ResNeXtHyperModel(budget_macs, (size, size, 3), info.num_classes, cardinalities,
+                                          depth_options, stem=stem, tolerance=tolerance)
+    search = tuning.make_tuner(tuner, hypermodel, directory=os.path.join(output, "tuner"), max_trials=max_trials,
+                               max_epochs=epochs, seed=seed, overwrite=overwrite)
+    fit_args = {} if tuner == "hyperband" else {"epochs": epochs}
+    search.search(train_ds, validation_data=val_ds, verbose=verbose, **fit_args)
+    if os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief":
+        return None  # a distributed worker: the chief reports
+    rows = tuning.trials_table(search, hypermodel)
+    _write_csv(os.path.join(output, "trials.csv"), rows)
+    best = search.get_best_models(1)[0]
+    best.save(os.path.join(output, "best_model.keras"))
+    _plot_cardinality(rows, budget_macs, os.path.join(output, "accuracy_vs_cardinality.png"))
+    summary = {"budget_macs": budget_macs, "dataset": dataset, "trials": rows,
+               "best": rows and max(rows, key=lambda r: r.get("val_accuracy", -1))}
+    _write_json(os.path.join(output, "summary.json"), summary)
+    return summary
+
+
+def _write_csv(path, rows):
+    import csv
+
+    columns = ["trial", "cardinality", "width", "depths", "macs", "params", "val_accuracy", "accuracy",
+               "val_loss", "loss"]
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _plot_cardinality(rows, budget_macs, png):
+    """Validation accuracy against cardinality at the fixed budget, width labelled (Table 2 as a picture)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for row in rows:
+        ax.scatter(row["cardinality"], row.get("val_accuracy", float("nan")), color="C0")
+        ax.annotate(f"{row['cardinality']}x{row['width']}d", (row["cardinality"], row.get("val_accuracy", 0)),
+                    textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("cardinality C (width d solved for the budget)")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(f"Fixed budget: {budget_macs / 1e6:,.1f}M MACs")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)

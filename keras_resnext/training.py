@@ -41,7 +41,8 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return cls(**config)
 
 
-def _sgd(schedule, weight_decay, momentum=0.9, nesterov=False):
+def sgd(schedule, weight_decay, momentum=0.9, nesterov=False):
+    """SGD with momentum and weight decay on kernels only (not BatchNorm or biases)."""
     optimizer = keras.optimizers.SGD(schedule, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
     optimizer.exclude_from_weight_decay(var_names=NO_DECAY)
     return optimizer
@@ -107,7 +108,7 @@ def _recipe(steps_per_epoch, epochs, peak, schedule, drops, warmup_epochs, weigh
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing) if label_smoothing else (
         keras.losses.SparseCategoricalCrossentropy()
     )
-    return _sgd(lr, weight_decay), loss
+    return sgd(lr, weight_decay), loss
 
 
 def set_precision(policy="auto"):

@@ -1,0 +1,227 @@
+"""Trading cardinality against width at a fixed cost: the paper's Table 2 as a search.
+
+`width_for_budget` solves the bottleneck width d that keeps a ResNeXt at a MAC
+budget; `ResNeXtHyperModel` is a keras-tuner HyperModel whose search space holds
+only candidates within the budget's tolerance: infeasible (C, depths) pairs are
+pruned when the space is declared, before anything is built, so any keras-tuner
+oracle (RandomSearch, BayesianOptimization, GridSearch, Hyperband) samples only
+affordable models and never records a failed trial for an unaffordable one.
+"""
+
+import math
+import re
+
+import keras_tuner
+
+from keras_resnext.flops import count_macs_config, count_params_config
+
+RESNET50_DEPTHS = (3, 4, 6, 3)
+# The paper's block template at ResNet-50's conv2 stage: 256->64 1x1, 64->64 3x3, 64->256 1x1.
+PAPER_BLOCK_BUDGET = 256 * 64 + 9 * 64 * 64 + 64 * 256  # 69,632 (the paper's "~70k")
+RULES = ("block", "network")
+
+
+def block_template_macs(cardinality, width):
+    """The paper's conv2-stage block cost: C * (256 d + 9 d^2 + 256 d)."""
+    return cardinality * (256 * width + 9 * width * width + width * 256)
+
+
+def width_for_budget(
+    cardinality,
+    budget_macs=None,
+    rule="block",
+    depths=RESNET50_DEPTHS,
+    *,
+    stem="imagenet",
+    input_size=224,
+    classes=1000,
+    tolerance=0.05,
+):
+    """The bottleneck width d that keeps a ResNeXt of `cardinality` at the budget.
+
+    Args:
+        cardinality: C.
+        budget_macs: the budget. For `rule="block"`, the block template's cost
+            (default 69,632, ResNet-50's); for `rule="network"`, whole-network
+            MACs (default: ResNet-50's layout, cardinality 1 and width 64, at
+            these `depths`, `stem`, `input_size` and `classes`).
+        rule: `"block"` (the paper's rule; C = 1, 2, 4, 8, 32 give d = 64, 40,
+            24, 14, 4) or `"network"` (match `count_macs_config` exactly).
+        tolerance: the largest relative miss accepted.
+
+    Raises:
+        ValueError: when no integer d >= 1 lands within `tolerance` of the budget.
+    """
+    if not isinstance(cardinality, int) or isinstance(cardinality, bool) or cardinality < 1:
+        raise ValueError(f"`cardinality` must be a positive integer; received {cardinality!r}.")
+    if rule not in RULES:
+        raise ValueError(f"`rule` must be one of {RULES}; received rule={rule!r}.")
+    if rule == "block":
+        budget = budget_macs or PAPER_BLOCK_BUDGET
+        # Solve 9 C d^2 + 512 C d = budget for d, then round to the nearest integer.
+        exact = (-512 + math.sqrt(512**2 + 36 * budget / cardinality)) / 18
+        width = max(1, round(exact))
+
+        def cost(d):
+            return block_template_macs(cardinality, d)
+    else:
+        config = dict(stem=stem, input_size=input_size, classes=classes)
+        budget = budget_macs or count_macs_config(depths, 1, 64, **config)
+
+        def cost(d):
+            return count_macs_config(depths, cardinality, d, **config)
+
+        width = 1
+        while cost(width + 1) <= budget:  # MACs grow with d: walk to the last d under budget
+            width += 1
+        if abs(cost(width + 1) - budget) < abs(cost(width) - budget):
+            width += 1
+    miss = (cost(width) - budget) / budget
+    if abs(miss) > tolerance:
+        raise ValueError(
+            f"No bottleneck width fits cardinality {cardinality} to a budget of {budget:,} MACs "
+            f"({rule} rule): the closest, d={width}, costs {cost(width):,} ({miss:+.1%}, more than the "
+            f"{tolerance:.0%} tolerance). Lower the cardinality or raise the budget."
+        )
+    return width
+
+
+def parse_budget(text, *, input_size=224, classes=1000):
+    """`"20M"`, `"4.2G"`, `"4230480872"` or a model name (`"ResNeXt50"`) -> MACs."""
+    from keras_resnext.models import CONSTRUCTORS, VARIANTS
+
+    text = str(text).strip()
+    if text == "ResNet50":  # torchvision's ResNet-50: cardinality 1, width 64
+        return count_macs_config(RESNET50_DEPTHS, 1, 64, input_size=input_size, classes=classes)
+    if text in CONSTRUCTORS:
+        variant = VARIANTS[CONSTRUCTORS[text].variant]
+        return count_macs_config(**variant, input_size=input_size, classes=classes)
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kKmMgG]?)", text)
+    if not match:
+        raise ValueError(
+            f"Cannot read budget {text!r}: give MACs as a number with an optional k/M/G suffix "
+            f"('20M', '4.2G') or a model name (ResNet50, {', '.join(sorted(CONSTRUCTORS))})."
+        )
+    scale = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[match.group(2).lower()]
+    return int(float(match.group(1)) * scale)
+
+
+def feasible_candidates(budget_macs, cardinalities, depth_options, *, stem="imagenet", input_size=224,
+                        classes=1000, tolerance=0.05):
+    """Every (depths, C) affordable within `tolerance`, with its width, MACs and parameters."""
+    candidates = []
+    for depths in depth_options:
+        for c in cardinalities:
+            try:
+                d = width_for_budget(c, budget_macs, "network", tuple(depths), stem=stem, input_size=input_size,
+                                     classes=classes, tolerance=tolerance)
+            except ValueError:
+                continue  # pruned: not affordable at this budget
+            config = dict(stem=stem, classes=classes)
+            candidates.append({
+                "depths": tuple(depths),
+                "cardinality": c,
+                "width": d,
+                "macs": count_macs_config(tuple(depths), c, d, input_size=input_size, **config),
+                "params": count_params_config(tuple(depths), c, d, **config),
+            })
+    return candidates
+
+
+def _depths_key(depths):
+    return "-".join(str(d) for d in depths)
+
+
+class ResNeXtHyperModel(keras_tuner.HyperModel):
+    """A keras-tuner HyperModel over cardinality (and depths) at a fixed MAC budget.
+
+    Hyperparameters: `cardinality` with one depth template, or `depths` plus
+    `cardinality_<depths>` (conditional on it) with several. The width d is solved
+    for each candidate, not searched. Candidates off the budget by more than
+    `tolerance` are not in the space at all.
+    """
+
+    def __init__(self, budget_macs, input_shape, classes, cardinalities=(1, 2, 4, 8, 16, 32),
+                 depth_options=((1, 1, 1),), stem="imagenet", tolerance=0.05, learning_rate=0.05):
+        super().__init__(name="resnext_budget")
+        self.budget_macs = budget_macs
+        self.input_shape = tuple(input_shape)
+        self.classes = classes
+        self.stem = stem
+        self.learning_rate = learning_rate
+        self.candidates = feasible_candidates(
+            budget_macs, cardinalities, depth_options, stem=stem, input_size=input_shape[0],
+            classes=classes, tolerance=tolerance,
+        )
+        if not self.candidates:
+            raise ValueError(
+                f"No ResNeXt with cardinality in {tuple(cardinalities)} and depths in "
+                f"{[tuple(d) for d in depth_options]} fits {budget_macs:,} MACs within "
+                f"{tolerance:.0%}; raise the budget or widen the choices."
+            )
+        self.templates = sorted({c["depths"] for c in self.candidates})
+
+    def candidate(self, hp):
+        """The (feasible) candidate that these hyperparameter values select."""
+        if len(self.templates) == 1:
+            depths, cardinality = self.templates[0], hp.get("cardinality")
+        else:
+            depths = tuple(int(d) for d in hp.get("depths").split("-"))
+            cardinality = hp.get(f"cardinality_{_depths_key(depths)}")
+        return next(c for c in self.candidates if c["depths"] == depths and c["cardinality"] == cardinality)
+
+    def _declare(self, hp):
+        if len(self.templates) == 1:
+            hp.Choice("cardinality", [c["cardinality"] for c in self.candidates])
+            return
+        keys = [_depths_key(t) for t in self.templates]
+        hp.Choice("depths", keys)
+        for template, key in zip(self.templates, keys):
+            with hp.conditional_scope("depths", [key]):
+                hp.Choice(f"cardinality_{key}", [c["cardinality"] for c in self.candidates if c["depths"] == template])
+
+    def build(self, hp):
+        from keras_resnext import models, training
+
+        self._declare(hp)
+        c = self.candidate(hp)
+        model = models.ResNeXt(c["depths"], c["cardinality"], c["width"], stem=self.stem, classes=self.classes,
+                               input_shape=self.input_shape, name=f"resnext_{c['cardinality']}x{c['width']}d")
+        model.compile(optimizer=training.sgd(self.learning_rate, 5e-4), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        return model
+
+
+TUNERS = ("random", "bayesian", "grid", "hyperband")
+
+
+def make_tuner(kind, hypermodel, *, directory, project_name="resnext", max_trials=10, max_epochs=10,
+               objective="val_accuracy", seed=0, overwrite=False, **kwargs):
+    """A keras-tuner tuner by name; resumes from `directory` unless `overwrite`."""
+    common = dict(objective=objective, directory=directory, project_name=project_name, seed=seed,
+                  overwrite=overwrite, **kwargs)
+    if kind == "random":
+        return keras_tuner.RandomSearch(hypermodel, max_trials=max_trials, **common)
+    if kind == "bayesian":
+        return keras_tuner.BayesianOptimization(hypermodel, max_trials=max_trials, **common)
+    if kind == "grid":
+        return keras_tuner.GridSearch(hypermodel, max_trials=max_trials, **common)
+    if kind == "hyperband":
+        return keras_tuner.Hyperband(hypermodel, max_epochs=max_epochs, **common)
+    raise ValueError(f"Unknown tuner {kind!r}; expected one of {', '.join(TUNERS)}.")
+
+
+def trials_table(tuner, hypermodel):
+    """One row per finished trial: cardinality, depths, width, macs, params, objective values."""
+    rows = []
+    for trial in tuner.oracle.trials.values():
+        if trial.status != "COMPLETED":
+            continue
+        c = hypermodel.candidate(trial.hyperparameters)
+        row = {"trial": trial.trial_id, "cardinality": c["cardinality"], "width": c["width"],
+               "depths": _depths_key(c["depths"]), "macs": c["macs"], "params": c["params"]}
+        for name in ("val_accuracy", "accuracy", "val_loss", "loss"):
+            if trial.metrics.exists(name):
+                row[name] = float(trial.metrics.get_best_value(name))
+        rows.append(row)
+    return sorted(rows, key=lambda r: r["trial"])

@@ -1,0 +1,130 @@
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from keras_resnext import tuning
+from keras_resnext.flops import count_macs_config
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
+
+
+def test_block_rule_reproduces_table_2_of_the_paper():
+    assert [tuning.width_for_budget(c) for c in (1, 2, 4, 8, 32)] == [64, 40, 24, 14, 4]
+    assert tuning.PAPER_BLOCK_BUDGET == 69_632
+
+
+def test_network_rule_stays_within_5_percent_of_resnet50():
+    resnet50 = count_macs_config((3, 4, 6, 3), 1, 64)
+    for c in (1, 2, 4, 8, 32):
+        d = tuning.width_for_budget(c, rule="network")
+        assert abs(count_macs_config((3, 4, 6, 3), c, d) - resnet50) <= 0.05 * resnet50
+    assert tuning.width_for_budget(32, rule="network") == 4  # ResNeXt-50 32x4d itself
+
+
+def test_infeasible_budgets_say_why():
+    with pytest.raises(ValueError, match="No bottleneck width fits cardinality 64"):
+        tuning.width_for_budget(64, budget_macs=5_000_000_000 // 1000, rule="network")
+    with pytest.raises(ValueError, match="cardinality"):
+        tuning.width_for_budget(0)
+    with pytest.raises(ValueError, match="rule"):
+        tuning.width_for_budget(4, rule="layer")
+
+
+def test_budgets_parse_from_text_and_model_names():
+    assert tuning.parse_budget("20M") == 20_000_000
+    assert tuning.parse_budget("4.2G") == 4_200_000_000
+    assert tuning.parse_budget("ResNeXt50") == 4_230_480_872
+    assert tuning.parse_budget("ResNet50") == 4_089_185_256
+    with pytest.raises(ValueError, match="Cannot read budget"):
+        tuning.parse_budget("lots")
+
+
+def test_only_affordable_candidates_enter_the_search_space():
+    import keras_tuner
+
+    model = tuning.ResNeXtHyperModel(20_000_000, (32, 32, 3), 10, cardinalities=(1, 8, 256),
+                                     depth_options=((1, 1, 1), (1, 2, 1)))
+    cards = {(c["depths"], c["cardinality"]) for c in model.candidates}
+    assert ((1, 1, 1), 256) not in cards and ((1, 1, 1), 8) in cards  # C=256 pruned before building
+    for c in model.candidates:
+        assert abs(c["macs"] - 20_000_000) <= 1_000_000
+    hp = keras_tuner.HyperParameters()
+    built = model.build(hp)
+    assert "depths" in hp.values and built.count_params() > 0
+    with pytest.raises(ValueError, match="fits 1,000 MACs"):
+        tuning.ResNeXtHyperModel(1000, (32, 32, 3), 10)
+
+
+def tune_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "keras_resnext.cli", "tune", *args], env=env or ENV,
+                          capture_output=True, text=True, timeout=900)
+
+
+def read_trials(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_tune_end_to_end_writes_trials_plot_and_best_model_and_resumes(tmp_path):
+    out = tmp_path / "search"
+    result = tune_cli("--dataset", "digits", "--budget", "20M", "--max-trials", "2", "--epochs", "1",
+                      "--output", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_trials(out / "trials.csv")
+    assert len(rows) == 2
+    for row in rows:
+        assert abs(int(row["macs"]) - 20_000_000) <= 1_000_000
+        assert int(row["params"]) > 0 and 0 <= float(row["val_accuracy"]) <= 1
+        assert count_macs_config((1, 1, 1), int(row["cardinality"]), int(row["width"]), input_size=32,
+                                 classes=10) == int(row["macs"])
+    assert (out / "accuracy_vs_cardinality.png").read_bytes()[:4] == b"\x89PNG"
+    import keras
+
+    import keras_resnext  # noqa: F401  (registers the layers)
+
+    best = keras.models.load_model(out / "best_model.keras")
+    assert best.output.shape == (None, 10)
+    again = tune_cli("--dataset", "digits", "--budget", "20M", "--max-trials", "3", "--epochs", "1",
+                     "--output", str(out))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(read_trials(out / "trials.csv")) == 3  # resumed: the first two were not rerun
+    assert again.stdout.count("C=") == 3
+
+
+@pytest.mark.parametrize("kind", ["bayesian", "grid", "hyperband"])
+def test_every_tuner_kind_runs_a_budgeted_search(tmp_path, kind):
+    result = tune_cli("--tuner", kind, "--max-trials", "2", "--epochs", "2", "--cardinalities", "2,8",
+                      "--output", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_trials(tmp_path / "trials.csv")
+    assert rows and {r["cardinality"] for r in rows} <= {"2", "8"}
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_distributed_search_with_a_chief_and_a_worker_on_loopback(tmp_path):
+    port = str(_free_port())
+    args = [sys.executable, "-m", "keras_resnext.cli", "tune", "--max-trials", "2", "--epochs", "1",
+            "--cardinalities", "2,8", "--output", str(tmp_path)]
+    base = dict(ENV, KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=port)
+    chief = subprocess.Popen(args, env=dict(base, KERASTUNER_TUNER_ID="chief"), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    worker = subprocess.Popen(args, env=dict(base, KERASTUNER_TUNER_ID="tuner0"), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    _, worker_err = worker.communicate(timeout=600)
+    _, chief_err = chief.communicate(timeout=600)
+    assert worker.returncode == 0, worker_err[-3000:]
+    assert chief.returncode == 0, chief_err[-3000:]
+    rows = read_trials(tmp_path / "trials.csv")
+    assert sorted(r["cardinality"] for r in rows) == ["2", "8"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["budget_macs"] == 20_000_000
