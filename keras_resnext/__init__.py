@@ -16,6 +16,18 @@ from keras_resnext.models import (
 
 __version__ = "0.1.0"
 
+# Imported on first use (kr.flops, kr.data, ...): some pull in TensorFlow or keras-tuner.
+_LAZY_MODULES = ("data", "distribute", "export", "flops", "grouped_conv", "jobs", "training", "tuning")
+
+
+def __getattr__(name):
+    if name in _LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f"keras_resnext.{name}")
+    raise AttributeError(f"module 'keras_resnext' has no attribute {name!r}")
+
+
 __all__ = [
     "ResNeXt",
     "ResNeXt29_8x64d",
@@ -26,8 +38,14 @@ __all__ = [
     "ResNeXt101_32x16d",
     "ResNeXt101_32x32d",
     "ResNeXt101_64x4d",
+    "data",
     "decode_predictions",
+    "distribute",
+    "export",
+    "flops",
     "layers",
     "preprocess_input",
+    "training",
+    "tuning",
     "weights",
 ]

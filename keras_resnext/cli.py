@@ -25,7 +25,7 @@ def build_named(name, **kwargs):
 def cmd_summary(args):
     import keras
 
-    from keras_resnext.flops import _layer_macs
+    from keras_resnext.flops import layer_macs
 
     from keras_resnext.models import CONSTRUCTORS, VARIANTS
 
@@ -39,7 +39,7 @@ def cmd_summary(args):
             continue
         shape = (1, *layer.input.shape[1:])
         rows.append((layer.name, type(layer).__name__, str(tuple(layer.output.shape[1:])),
-                     layer.count_params(), _layer_macs(layer, shape)))
+                     layer.count_params(), layer_macs(layer, shape)))
     width = max(len(r[0]) for r in rows)
     print(f"{model.name}  input {args.input_size}x{args.input_size}x3")
     print(f"{'layer':{width}s}  {'type':20s} {'output':18s} {'params':>12s} {'MACs':>15s}")

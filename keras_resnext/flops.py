@@ -18,7 +18,8 @@ def _conv_macs(out_hw, out_channels, kernel_size, in_channels, groups=1, use_bia
     return out_hw[0] * out_hw[1] * out_channels * per_output
 
 
-def _layer_macs(layer, input_shape):
+def layer_macs(layer, input_shape):
+    """MACs of one layer (a block: all its convs) for one input of `input_shape` (batch 1)."""
     if isinstance(layer, ResNeXtBlock):
         return _block_macs(layer, input_shape)
     if isinstance(layer, GroupedConv2D):
@@ -45,10 +46,10 @@ def _layer_macs(layer, input_shape):
 
 def _block_macs(block, input_shape):
     mid = (*input_shape[:-1], block.width)
-    total = _layer_macs(block.conv1, input_shape) + _layer_macs(block.conv2, mid)
-    total += _layer_macs(block.conv3, block.conv2.compute_output_shape(mid))
+    total = layer_macs(block.conv1, input_shape) + layer_macs(block.conv2, mid)
+    total += layer_macs(block.conv3, block.conv2.compute_output_shape(mid))
     if block.downsample_conv is not None:
-        total += _layer_macs(block.downsample_conv, input_shape)
+        total += layer_macs(block.downsample_conv, input_shape)
     return total
 
 
@@ -70,7 +71,7 @@ def count_macs(model):
                 f"count_macs needs a fixed input size, but layer {layer.name!r} sees {shapes[0]}; "
                 "build the model with e.g. input_shape=(224, 224, 3)."
             )
-        total += _layer_macs(layer, shape)
+        total += layer_macs(layer, shape)
     return total
 
 

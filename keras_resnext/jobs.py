@@ -32,9 +32,8 @@ def build_model(name, classes, image_size, weights=None):
     from keras_resnext import models, training
 
     if name in (None, "default"):
-        model = models.ResNeXt(**DEFAULT_MODEL, classes=classes, input_shape=(image_size, image_size, 3),
-                               weights=weights)
-        return model
+        return models.ResNeXt(**DEFAULT_MODEL, classes=classes, input_shape=(image_size, image_size, 3),
+                              weights=weights)
     if name not in models.CONSTRUCTORS:
         raise ValueError(f"Unknown model {name!r}; choose 'default' or one of {', '.join(models.CONSTRUCTORS)}.")
     constructor = models.CONSTRUCTORS[name]

@@ -5,6 +5,8 @@ from keras import ops
 
 from keras_resnext import grouped_conv
 
+__all__ = ["GroupedConv2D", "ResNeXtBlock"]
+
 BLOCK_FORMS = ("grouped", "concat", "split")
 
 # torchvision initialises convs with kaiming_normal_(mode="fan_out", nonlinearity="relu").

@@ -65,3 +65,13 @@ def test_params_from_config_equal_the_built_model(config):
 
     model = kr.ResNeXt(**config)
     assert count_params_config(**config) == sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+
+
+@pytest.mark.parametrize(
+    "variant,gmacs",
+    [("resnext50_32x4d", 4.23), ("resnext101_32x8d", 16.41), ("resnext101_64x4d", 15.46)],
+)
+def test_config_counts_match_torchvision_published_gflops(variant, gmacs):
+    from keras_resnext.models import VARIANTS
+
+    assert round(count_macs_config(**VARIANTS[variant]) / 1e9, 2) == gmacs  # torchvision's model docs

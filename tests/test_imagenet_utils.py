@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 
@@ -13,8 +14,8 @@ def test_preprocess_input_uses_torchvision_mean_and_std():
     assert out.dtype == np.float32 and out.shape == (1, 1, 1, 3)
     np.testing.assert_allclose(out[0, 0, 0], expected, rtol=1e-6)
     np.testing.assert_allclose(kr.preprocess_input(pixel.astype("float32")), out)  # float [0, 255] too
-    tensor_out = kr.preprocess_input(kr.layers.keras.ops.convert_to_tensor(pixel))
-    np.testing.assert_allclose(kr.layers.keras.ops.convert_to_numpy(tensor_out), out, rtol=1e-6)
+    tensor_out = kr.preprocess_input(keras.ops.convert_to_tensor(pixel))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(tensor_out), out, rtol=1e-6)
 
 
 def test_preprocess_input_rejects_non_rgb():
@@ -31,3 +32,10 @@ def test_decode_predictions_works_offline():
     assert decoded[1][0][:2] == ("n01440764", "tench")
     with pytest.raises(ValueError, match="\\(samples, 1000\\)"):
         kr.decode_predictions(np.zeros((2, 10)))
+
+
+def test_public_api_resolves():
+    for name in kr.__all__:
+        assert getattr(kr, name) is not None, name
+    with pytest.raises(AttributeError):
+        kr.not_a_module
