@@ -3,7 +3,9 @@
 Both trace the model with every grouped conv on the `"direct"` path, a plain
 `tf.nn.conv2d`: tf2onnx turns it into one `Conv(group=C)` node and folds
 BatchNorm, whereas Keras' own grouped conv hides in an XLA function that tf2onnx
-cannot inline. TensorFlow must be installed; the Keras backend need not be TF.
+cannot inline. Both trace through TensorFlow, so they need the TensorFlow backend
+(`KERAS_BACKEND=tensorflow`); a model trained on another backend can be saved as
+`.keras` and exported from a TensorFlow-backend process.
 """
 
 import os
@@ -32,6 +34,17 @@ def _output_name(model):
     return "logits" if getattr(activation, "__name__", "") == "linear" else "probabilities"
 
 
+def _require_tensorflow_backend(what):
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            f"{what} traces the model with TensorFlow, so it needs the TensorFlow backend; the active "
+            f"backend is {keras.backend.backend()!r}. Save the model (.keras) and export it from a "
+            "process with KERAS_BACKEND=tensorflow."
+        )
+
+
 def _input_spec(model, batch_size, dtype="float32"):
     import tensorflow as tf
 
@@ -53,6 +66,7 @@ def to_onnx(model, path, opset=None, batch_size=None):
     `keras_resnext.preprocess_input`); its output is `probabilities`, `logits` or
     `features`, by what the model returns.
     """
+    _require_tensorflow_backend("to_onnx")
     import tensorflow as tf
     import tf2onnx
 
@@ -99,6 +113,7 @@ def to_saved_model(model, path, mean=IMAGENET_MEAN, std=IMAGENET_STD):
     normalisation (`mean`/`std`), runs the model and returns `{name: output}`
     with name as in `to_onnx`. Ready for TF Serving.
     """
+    _require_tensorflow_backend("to_saved_model")
     import keras
     import tensorflow as tf
 

@@ -161,7 +161,7 @@ def ResNeXt(
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
         x = keras.layers.Dense(
             classes, activation=classifier_activation, name="predictions",
-            dtype=_head_dtype(),
+            dtype=head_dtype(),
         )(x)
     elif pooling == "avg":
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -201,8 +201,8 @@ def _stem(x, stem):
     return keras.layers.MaxPooling2D(3, strides=2, name="pool")(x)
 
 
-def _head_dtype():
-    # Under mixed precision the classifier stays float32 for stable softmax/loss.
+def head_dtype():
+    """The classifier's dtype: float32 under mixed precision (stable softmax and loss), else the policy's."""
     return "float32" if keras.config.dtype_policy().name.startswith("mixed") else None
 
 

@@ -151,11 +151,11 @@ def finetune_model(constructor, classes, weights="imagenet", input_shape=None, f
 
     `constructor` is e.g. `keras_resnext.ResNeXt50`; `weights` a tag or path.
     """
+    from keras_resnext.models import head_dtype
+
     backbone = constructor(include_top=False, weights=weights, input_shape=input_shape, pooling="avg")
-    head_dtype = "float32" if keras.config.dtype_policy().name.startswith("mixed") else None
-    outputs = keras.layers.Dense(classes, activation=classifier_activation, name="predictions", dtype=head_dtype)(
-        backbone.output
-    )
+    outputs = keras.layers.Dense(classes, activation=classifier_activation, name="predictions",
+                                 dtype=head_dtype())(backbone.output)
     model = keras.Model(backbone.inputs, outputs, name=f"{backbone.name}_finetune")
     return set_backbone_trainable(model, not freeze_backbone)
 

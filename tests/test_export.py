@@ -57,3 +57,37 @@ def test_saved_model_serves_uint8_images_with_preprocessing(tiny_model, tmp_path
     np.testing.assert_allclose(out, expected, atol=1e-4)
     bigger = np.random.default_rng(1).integers(0, 256, (1, 100, 80, 3), dtype="uint8")
     assert serving(images=tf.constant(bigger))["logits"].shape == (1, 10)  # resized to 64x64
+
+
+def _cli(*args):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "keras_resnext.cli", *args], capture_output=True, text=True,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow"), timeout=600)
+
+
+def test_cli_exports_a_saved_keras_model_and_refuses_bad_options(tiny_model, tmp_path, tiny_io):
+    source = tmp_path / "model.keras"
+    tiny_model.save(source)
+    result = _cli("export", str(source), "--format", "onnx", "--output", str(tmp_path / "m.onnx"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"images": tiny_io["x_nhwc_64"]})[0], tiny_io["logits_64"],
+                               atol=1e-4)
+    bad_opset = _cli("export", str(source), "--format", "onnx", "--opset", "5", "--output", str(tmp_path / "x.onnx"))
+    assert bad_opset.returncode != 0 and "Unsupported ONNX opset 5" in bad_opset.stderr
+    assert "Traceback" not in bad_opset.stderr
+    bad_format = _cli("export", str(source), "--format", "tflite", "--output", str(tmp_path / "x"))
+    assert bad_format.returncode == 2 and "invalid choice: 'tflite'" in bad_format.stderr
+
+
+def test_cli_summary_prints_exact_totals():
+    result = _cli("summary", "ResNeXt50")
+    assert result.returncode == 0, result.stderr[-2000:]
+    total = next(line for line in result.stdout.splitlines() if line.startswith("total"))
+    assert "25,097,128" in total and "4,230,480,872" in total
+    assert "trainable parameters: 25,028,904" in result.stdout
+    unknown = _cli("summary", "ResNeXt49")
+    assert unknown.returncode != 0 and "unknown model 'ResNeXt49'" in unknown.stderr
