@@ -56,23 +56,25 @@ def force_implementation(implementation):
         _forced.pop()
 
 
-def resolve(implementation):
-    """Turns ``"auto"`` (or the env var's default) into a concrete implementation."""
+def resolve(implementation, dtype="float32"):
+    """Turns ``"auto"`` (or the env var's default) into a concrete implementation for `dtype`."""
     if _forced:
         return _forced[-1]
     if implementation == "auto":
         implementation = validate_implementation(os.environ.get(ENV_VAR, "auto"))
     if implementation != "auto":
         return implementation
-    return _auto_for_backend(keras.backend.backend())
+    return _auto_for_backend(keras.backend.backend(), str(dtype))
 
 
 @functools.cache
-def _auto_for_backend(backend):
+def _auto_for_backend(backend, dtype):
     if backend == "tensorflow":
-        if _tf_has_accelerator() or _tf_cpu_grouped_gradients_work():
+        if _tf_has_accelerator() or _tf_cpu_grouped_gradients_work(dtype):
             return "direct"
-        return "split"  # CPU without oneDNN: TF has no grouped-conv gradient
+        # TF's own CPU kernels have no grouped-conv gradient: without oneDNN, or for
+        # float16 on CPUs where oneDNN has no half-precision kernels.
+        return "split"
     if backend == "jax":
         import jax
 
@@ -88,21 +90,30 @@ def _tf_has_accelerator():
     )
 
 
-def _tf_cpu_grouped_gradients_work():
-    """oneDNN computes grouped-conv gradients on CPU; stock TF kernels refuse."""
+def _tf_cpu_grouped_gradients_work(dtype):
+    """oneDNN computes grouped-conv gradients on CPU; stock TF kernels refuse. Probed once per dtype.
+
+    The probe runs in a fresh thread: TensorFlow's eager context is per thread, so it
+    executes eagerly even when called while a `tf.function` is being traced (where
+    `tf.init_scope` would pause the gradient tape and prove nothing).
+    """
+    import concurrent.futures
+
     import tensorflow as tf
 
-    with tf.init_scope():  # run eagerly even when called while tracing
-        x = tf.ones([1, 3, 3, 4])
-        kernel = tf.ones([1, 1, 2, 4])
+    def probe():
+        x = tf.ones([2, 8, 8, 16], dtype)  # 4 groups of 4 channels: small but typical
+        kernel = tf.ones([3, 3, 4, 16], dtype)
         try:
             with tf.GradientTape() as tape:
-                tape.watch(x)
+                tape.watch([x, kernel])
                 y = tf.nn.conv2d(x, kernel, 1, "VALID")
-            tape.gradient(y, x)
-        except tf.errors.InvalidArgumentError:
+            return all(g is not None for g in tape.gradient(y, [x, kernel]))
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.NotFoundError):
             return False
-    return True
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(probe).result()
 
 
 def grouped_conv(x, kernel, strides, padding, groups, implementation):
@@ -149,4 +160,4 @@ def bias_add(x, bias):
         import tensorflow as tf
 
         return tf.nn.bias_add(x, ops.cast(bias, x.dtype))
-    return x + bias
+    return x + ops.cast(bias, x.dtype)

@@ -108,8 +108,8 @@ class GroupedConv2D(keras.layers.Layer):
 
     @property
     def resolved_implementation(self):
-        """The implementation `"auto"` stands for here and now."""
-        return grouped_conv.resolve(self.implementation)
+        """The implementation `"auto"` stands for here and now, at this layer's compute dtype."""
+        return grouped_conv.resolve(self.implementation, self.compute_dtype)
 
     def call(self, inputs):
         y = self.convolve(inputs, self.kernel)
@@ -274,8 +274,13 @@ class ResNeXtBlock(keras.layers.Layer):
     def _call_paths(self, inputs, training):
         """Forms (a) and (b): every path computed with its own slice of the weights."""
         c = self.cardinality
-        w1 = ops.split(self.conv1.kernel, c, axis=-1)
-        w2 = ops.split(self.conv2.kernel, c, axis=-1)
+        dtype = inputs.dtype  # the sublayers' kernels, read here, are not autocast for us
+
+        def kernel(layer):
+            return ops.cast(layer.kernel, dtype)
+
+        w1 = ops.split(kernel(self.conv1), c, axis=-1)
+        w2 = ops.split(kernel(self.conv2), c, axis=-1)
         h = ops.concatenate([ops.conv(inputs, w, padding="valid") for w in w1], axis=-1)
         h = ops.split(ops.relu(self.bn1(h, training=training)), c, axis=-1)
         pad = [[0, 0], [1, 1], [1, 1], [0, 0]]
@@ -284,7 +289,7 @@ class ResNeXtBlock(keras.layers.Layer):
         if self.form == "concat":
             merged = self.conv3(ops.concatenate(h, axis=-1))
         else:  # "split": every path projects back to `filters` channels; the paths are summed
-            w3 = ops.split(self.conv3.kernel, c, axis=-2)
+            w3 = ops.split(kernel(self.conv3), c, axis=-2)
             merged = sum(ops.conv(hi, w, padding="valid") for hi, w in zip(h, w3))
         return self.bn3(merged, training=training)
 
@@ -310,9 +315,13 @@ def _conv_bn_folded(x, conv, bn):
     Inference only. The folded form lets oneDNN/cuDNN fuse conv, bias and ReLU
     into one kernel instead of three passes over the activations.
     """
-    scale = bn.gamma * ops.rsqrt(bn.moving_variance + bn.epsilon)
-    kernel = conv.kernel * scale
-    bias = bn.beta - bn.moving_mean * scale
+    # Folded in float32, then cast to the compute dtype (mixed precision runs float16 convs).
+    def f32(variable):
+        return ops.cast(variable, "float32")
+
+    scale = f32(bn.gamma) * ops.rsqrt(f32(bn.moving_variance) + bn.epsilon)
+    kernel = ops.cast(f32(conv.kernel) * scale, x.dtype)
+    bias = ops.cast(f32(bn.beta) - f32(bn.moving_mean) * scale, x.dtype)
     if isinstance(conv, GroupedConv2D):
         y = conv.convolve(x, kernel)
     else:

@@ -143,3 +143,24 @@ def test_layers_round_trip_through_keras_files(tmp_path):
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(loaded(data)), keras.ops.convert_to_numpy(model(data)), atol=1e-5
     )
+
+
+ONEDNN_OFF = """
+import numpy as np, keras, keras_resnext as kr
+model = kr.ResNeXt((1, 1), 4, 4, classes=3, input_shape=(32, 32, 3))
+print(model.get_layer("stage1_block1").conv2.resolved_implementation)
+model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+print(np.isfinite(model.train_on_batch(np.ones((2, 32, 32, 3)), np.array([0, 1]))))
+"""
+
+
+def test_without_onednn_tensorflow_falls_back_to_split_and_still_trains():
+    """Stock TF CPU kernels have no grouped-conv gradient; "auto" must notice (probed once)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0", TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
+    result = subprocess.run([sys.executable, "-c", ONEDNN_OFF], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["split", "True"]

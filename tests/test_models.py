@@ -136,3 +136,23 @@ def test_whole_model_round_trips_through_a_keras_file(tmp_path):
     model.save(path)
     loaded = keras.models.load_model(path)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+@pytest.mark.portable
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("form", ["grouped", "split"])
+def test_mixed_precision_predicts_close_to_float32_and_trains(policy, form, tiny_io):
+    weights = FIXTURES / "tv_resnext_tiny.safetensors"
+    x = tiny_io["x_nhwc_64"]
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = kr.ResNeXt(**TINY, classes=10, classifier_activation=None, input_shape=(64, 64, 3),
+                           weights=weights, block_form=form)
+        logits = model.predict(x, verbose=0)
+        assert logits.dtype == np.float32  # the head stays float32
+        scale = np.abs(tiny_io["logits_64"]).max()
+        assert np.abs(logits - tiny_io["logits_64"]).max() < 0.05 * scale
+        model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+        assert np.isfinite(model.train_on_batch(x, np.array([1, 2])))
+    finally:
+        keras.config.set_dtype_policy("float32")
