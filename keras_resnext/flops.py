@@ -10,7 +10,7 @@ this convention ResNeXt-50 at 224x224 is 4,230,480,872 MACs and ResNet-50
 import keras
 
 from keras_resnext.layers import GroupedConv2D, ResNeXtBlock
-from keras_resnext.models import STEMS, stage_widths
+from keras_resnext.models import STEMS, block_plan
 
 
 def _conv_macs(out_hw, out_channels, kernel_size, in_channels, groups=1, use_bias=False):
@@ -104,16 +104,14 @@ def count_macs_config(
         size = input_size
         macs = size * size * 64 * 9 * in_channels
     channels = 64
-    for s, (depth, (width, filters)) in enumerate(zip(depths, stage_widths(depths, cardinality, bottleneck_width))):
-        for b in range(depth):
-            stride = 2 if (b == 0 and s > 0) else 1
-            out = _out(size, 3, stride, 1)
-            macs += size * size * channels * width  # 1x1 reduce
-            macs += out * out * width * 9 * width // cardinality  # grouped 3x3
-            macs += out * out * width * filters  # 1x1 expand
-            if b == 0 and (stride != 1 or channels != filters):
-                macs += out * out * channels * filters  # projection shortcut
-            size, channels = out, filters
+    for _, _, channels, width, filters, stride, projection in block_plan(depths, cardinality, bottleneck_width):
+        out = _out(size, 3, stride, 1)
+        macs += size * size * channels * width  # 1x1 reduce
+        macs += out * out * width * 9 * width // cardinality  # grouped 3x3
+        macs += out * out * width * filters  # 1x1 expand
+        if projection:
+            macs += out * out * channels * filters  # projection shortcut
+        size, channels = out, filters
     if include_top:
         macs += (channels + 1) * classes  # the classifier, with its bias
     return macs
@@ -131,13 +129,12 @@ def count_params_config(depths, cardinality, bottleneck_width, *, stem="imagenet
     kernel = 7 if stem == "imagenet" else 3
     params = kernel * kernel * in_channels * 64 + 2 * 64  # stem conv + BN
     channels = 64
-    for s, (depth, (width, filters)) in enumerate(zip(depths, stage_widths(depths, cardinality, bottleneck_width))):
-        for b in range(depth):
-            params += channels * width + 9 * width * width // cardinality + width * filters
-            params += 2 * (width + width + filters)  # three BatchNorms
-            if b == 0 and (s > 0 or channels != filters):
-                params += channels * filters + 2 * filters  # projection conv + BN
-            channels = filters
+    for _, _, channels, width, filters, _, projection in block_plan(depths, cardinality, bottleneck_width):
+        params += channels * width + 9 * width * width // cardinality + width * filters
+        params += 2 * (width + width + filters)  # three BatchNorms
+        if projection:
+            params += channels * filters + 2 * filters  # projection conv + BN
+        channels = filters
     if include_top:
         params += (channels + 1) * classes
     return params

@@ -35,18 +35,24 @@ def variant_of(depths, cardinality, bottleneck_width, stem="imagenet"):
     return None
 
 
-def stage_widths(depths, cardinality, bottleneck_width):
-    """(bottleneck width, output channels) per stage, torchvision's rule.
+def block_plan(depths, cardinality, bottleneck_width, stem_channels=64):
+    """Every bottleneck block of a configuration, in order: the one description of the layout.
 
-    Stage `s` has `planes = 64 * 2**s`; its bottleneck has
-    `int(planes * bottleneck_width / 64) * cardinality` channels and it outputs
-    `4 * planes`. With cardinality 1 and width 64 this is ResNet-50's layout.
+    Yields `(stage, block, in_channels, width, filters, strides, projection)`, 1-indexed.
+    Stage `s` has `planes = 64 * 2**(s-1)`: a bottleneck of
+    `int(planes * bottleneck_width / 64) * cardinality` channels and `4 * planes`
+    outputs (torchvision's rule; cardinality 1 and width 64 is ResNet-50). The first
+    block of every stage after the first has stride 2; a block whose shape changes
+    has a projection shortcut. The builder and `keras_resnext.flops` all read this.
     """
-    stages = []
-    for s in range(len(depths)):
-        planes = 64 * 2**s
-        stages.append((int(planes * bottleneck_width / 64) * cardinality, 4 * planes))
-    return stages
+    in_channels = stem_channels
+    for s, depth in enumerate(depths, start=1):
+        planes = 64 * 2 ** (s - 1)
+        width, filters = int(planes * bottleneck_width / 64) * cardinality, 4 * planes
+        for b in range(1, depth + 1):
+            strides = 2 if (b == 1 and s > 1) else 1
+            yield s, b, in_channels, width, filters, strides, strides != 1 or in_channels != filters
+            in_channels = filters
 
 
 def ResNeXt(
@@ -139,23 +145,17 @@ def ResNeXt(
         img_input = input_tensor
 
     x = _stem(img_input, stem)
-    in_channels = 64
-    for s, (depth, (width, filters)) in enumerate(
-        zip(depths, stage_widths(depths, cardinality, bottleneck_width)), start=1
-    ):
-        for b in range(1, depth + 1):
-            strides = 2 if (b == 1 and s > 1) else 1
-            x = ResNeXtBlock(
-                filters,
-                width,
-                cardinality,
-                strides=strides,
-                projection=(b == 1 and (strides != 1 or in_channels != filters)),
-                form=block_form,
-                conv_implementation=conv_implementation,
-                name=f"stage{s}_block{b}",
-            )(x)
-            in_channels = filters
+    for s, b, _, width, filters, strides, projection in block_plan(depths, cardinality, bottleneck_width):
+        x = ResNeXtBlock(
+            filters,
+            width,
+            cardinality,
+            strides=strides,
+            projection=projection,
+            form=block_form,
+            conv_implementation=conv_implementation,
+            name=f"stage{s}_block{b}",
+        )(x)
 
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
