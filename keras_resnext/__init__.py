@@ -1,6 +1,6 @@
 """keras-resnext: ResNeXt (Xie et al., CVPR 2017) for Keras 3."""
 
-from keras_resnext import layers, weights
+from keras_resnext import config, flops, grouped_conv, layers, models, weights
 from keras_resnext.imagenet_utils import decode_predictions, preprocess_input
 from keras_resnext.models import (
     ResNeXt,
@@ -16,17 +16,9 @@ from keras_resnext.models import (
 
 __version__ = "0.1.0"
 
-# Imported on first use (kr.flops, kr.data, ...): some pull in TensorFlow or keras-tuner.
-_LAZY_MODULES = ("data", "distribute", "export", "flops", "grouped_conv", "jobs", "training", "tuning")
-
-
-def __getattr__(name):
-    if name in _LAZY_MODULES:
-        import importlib
-
-        return importlib.import_module(f"keras_resnext.{name}")
-    raise AttributeError(f"module 'keras_resnext' has no attribute {name!r}")
-
+# Imported on first use (kr.data, kr.tuning, ...): they pull in TensorFlow or keras-tuner,
+# which a user of the models alone on JAX or torch need not pay for.
+_LAZY_MODULES = ("data", "distribute", "export", "jobs", "training", "tuning")
 
 __all__ = [
     "ResNeXt",
@@ -38,14 +30,25 @@ __all__ = [
     "ResNeXt101_32x16d",
     "ResNeXt101_32x32d",
     "ResNeXt101_64x4d",
-    "data",
+    "config",
     "decode_predictions",
-    "distribute",
-    "export",
     "flops",
+    "grouped_conv",
     "layers",
+    "models",
     "preprocess_input",
-    "training",
-    "tuning",
     "weights",
+    *_LAZY_MODULES,
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f"keras_resnext.{name}")
+    raise AttributeError(f"module 'keras_resnext' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_MODULES))

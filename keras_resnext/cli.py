@@ -1,38 +1,32 @@
-"""The `keras-resnext` command line."""
+"""The `keras-resnext` command line: one small parser builder and one handler per command.
+
+Modules that pull in TensorFlow, Keras or keras-tuner are imported inside the
+handlers, so `keras-resnext --help` and argument errors answer at once.
+"""
 
 import argparse
 import json
 import os
 import sys
 
+from keras_resnext.config import DATASETS, STEMS, STRATEGIES, TUNERS
+
 
 def _quiet_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def build_named(name, **kwargs):
-    """A named constructor (`ResNeXt50`) or variant (`resnext50_32x4d`) called with `kwargs`."""
-    from keras_resnext.models import CONSTRUCTORS
-
-    constructor = CONSTRUCTORS.get(name)
-    if constructor is None:
-        raise SystemExit(
-            f"keras-resnext: unknown model {name!r}; choose one of {', '.join(CONSTRUCTORS)}."
-        )
-    return constructor(**kwargs)
-
-
 def cmd_summary(args):
     import keras
 
+    from keras_resnext import config, models
     from keras_resnext.flops import layer_macs
 
-    from keras_resnext.models import CONSTRUCTORS, VARIANTS
-
+    constructor = models.constructor_for(args.model)
     if args.input_size is None:
-        variant = getattr(CONSTRUCTORS.get(args.model), "variant", None)
-        args.input_size = 32 if VARIANTS.get(variant, {}).get("stem") == "cifar" else 224
-    model = build_named(args.model, weights=None, input_shape=(args.input_size, args.input_size, 3))
+        args.input_size = config.STEM_GEOMETRY[config.VARIANTS[constructor.variant].get("stem", "imagenet")][
+            "input_size"]
+    model = constructor(weights=None, input_shape=(args.input_size, args.input_size, 3))
     rows = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
@@ -90,14 +84,14 @@ def cmd_predict(args):
 
 
 def cmd_export(args):
-    from keras_resnext import export
+    import keras
+
+    from keras_resnext import export, models
 
     if args.source.endswith(".keras"):
-        import keras
-
         model = keras.models.load_model(args.source)
     else:
-        model = build_named(args.source, weights=args.weights)
+        model = models.constructor_for(args.source)(weights=args.weights)
     if args.format == "onnx":
         export.to_onnx(model, args.output, opset=args.opset, batch_size=args.batch_size)
     else:
@@ -107,10 +101,10 @@ def cmd_export(args):
 
 def load_spec(name):
     """A search spec by path or by name in ./tuning/specs/ (JSON of `jobs.tune` arguments)."""
-    path = name if os.path.exists(name) else os.path.join("tuning", "specs", f"{name}.json")
+    specs_dir = os.path.join("tuning", "specs")
+    path = name if os.path.exists(name) else os.path.join(specs_dir, f"{name}.json")
     if not os.path.exists(path):
-        specs = sorted(f[:-5] for f in os.listdir(os.path.join("tuning", "specs"))) if os.path.isdir(
-            os.path.join("tuning", "specs")) else []
+        specs = sorted(f[:-5] for f in os.listdir(specs_dir)) if os.path.isdir(specs_dir) else []
         raise ValueError(f"No search spec {name!r}; give a JSON file or one of: {', '.join(specs) or 'none here'}.")
     with open(path) as f:
         spec = json.load(f)
@@ -118,9 +112,8 @@ def load_spec(name):
     return spec
 
 
-def cmd_tune(args):
-    from keras_resnext import jobs
-
+def _tune_arguments(args):
+    """`jobs.tune` keyword arguments: the spec's, overridden by the flags given."""
     kwargs = load_spec(args.spec) if args.spec else {}
     given = {
         "dataset": args.dataset, "budget": args.budget, "max_trials": args.max_trials, "epochs": args.epochs,
@@ -132,12 +125,19 @@ def cmd_tune(args):
     kwargs.update({k: v for k, v in given.items() if v is not None})
     if "depth_options" in kwargs:
         kwargs["depth_options"] = [tuple(t) for t in kwargs["depth_options"]]
+    return kwargs
+
+
+def cmd_tune(args):
+    from keras_resnext import jobs
+
+    kwargs = _tune_arguments(args)
     summary = jobs.tune(**kwargs, download=args.download, overwrite=args.overwrite)
     if summary is None:
         return
     print(f"budget {summary['budget_macs']:,} MACs; trials:")
     for row in summary["trials"]:
-        print(f"  C={row['cardinality']:<3d} d={row['width']:<4d} depths={row['depths']:<9s} "
+        print(f"  C={row['cardinality']:<3d} d={row['bottleneck_width']:<4d} depths={row['depths']:<9s} "
               f"MACs={row['macs']:>13,d} params={row['params']:>11,d} val_accuracy={row.get('val_accuracy', 0):.4f}")
     print(f"wrote {kwargs.get('output', 'tune-run')}/trials.csv, best_model.keras, accuracy_vs_cardinality.png")
 
@@ -149,23 +149,20 @@ def cmd_weights(args):
     print("\nfb_* weights are CC-BY-NC-4.0: non-commercial use only.")
 
 
-def main(argv=None):
-    _quiet_tensorflow()
-    from keras_resnext.data import DATASETS
-    from keras_resnext.distribute import STRATEGIES
+def _add_data_arguments(p, dataset_default="digits"):
+    p.add_argument("--dataset", default=dataset_default, help=f"one of {', '.join(DATASETS)}")
+    p.add_argument("--data-dir", default=None, help="tensorflow-datasets data directory")
+    p.add_argument("--download", action="store_true", help="let tfds download and prepare the data set")
 
-    parser = argparse.ArgumentParser(prog="keras-resnext", description="ResNeXt for Keras 3.")
-    sub = parser.add_subparsers(dest="command", required=True)
 
+def _train_parser(sub):
     p = sub.add_parser("train", help="train a model (default: a small ResNeXt on the embedded digits)")
     p.add_argument("--model", default="default", help="'default' (resnext11_8x4d) or a constructor, e.g. ResNeXt29_8x64d")
-    p.add_argument("--dataset", default="digits", help=f"one of {', '.join(DATASETS)}")
+    _add_data_arguments(p)
     p.add_argument("--epochs", type=int, default=None, help="default: 20 for digits, 300 for CIFAR, 90 otherwise")
     p.add_argument("--batch-size", type=int, default=64, help="per replica; the lr scales with the global batch")
     p.add_argument("--output", default=None, help="run folder (default: a new folder under runs/)")
     p.add_argument("--weights", default=None, help="start from pretrained weights (tag or file) to fine-tune")
-    p.add_argument("--data-dir", default=None, help="tensorflow-datasets data directory")
-    p.add_argument("--download", action="store_true", help="let tfds download and prepare the data set")
     p.add_argument("--strategy", default="auto", choices=STRATEGIES)
     p.add_argument("--precision", default="float32", help="float32, mixed_float16, mixed_bfloat16 or auto")
     p.add_argument("--seed", type=int, default=0)
@@ -173,13 +170,15 @@ def main(argv=None):
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.set_defaults(func=cmd_train)
 
+
+def _evaluate_parser(sub):
     p = sub.add_parser("evaluate", help="test accuracy of a saved model")
     p.add_argument("model_file", help="a model.keras written by train")
-    p.add_argument("--dataset", default="digits")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--download", action="store_true")
+    _add_data_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
+
+def _predict_parser(sub):
     p = sub.add_parser("predict", help="top-k classes of image files")
     p.add_argument("images", nargs="+")
     p.add_argument("--model-file", default=None, help="a model.keras written by train")
@@ -188,6 +187,8 @@ def main(argv=None):
     p.add_argument("--top", type=int, default=5)
     p.set_defaults(func=cmd_predict)
 
+
+def _export_parser(sub):
     p = sub.add_parser("export", help="export to ONNX or a TF SavedModel")
     p.add_argument("source", help="a .keras file, or a constructor name such as ResNeXt50")
     p.add_argument("--format", required=True, choices=("onnx", "saved_model"))
@@ -197,34 +198,53 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=None, help="fixed batch (default: dynamic)")
     p.set_defaults(func=cmd_export)
 
+
+def _tune_parser(sub):
     p = sub.add_parser("tune", help="search cardinality vs width at a fixed MAC budget (keras-tuner)")
     p.add_argument("--spec", default=None, help="a search spec: JSON path or name in tuning/specs/")
-    p.add_argument("--dataset", default=None, help="default digits")
+    _add_data_arguments(p, dataset_default=None)
     p.add_argument("--budget", default=None, help="MACs: 20M, 4.2G, or a model name such as ResNet50 (default 20M)")
     p.add_argument("--max-trials", type=int, default=None)
     p.add_argument("--epochs", type=int, default=None, help="per trial (Hyperband: the most per trial)")
     p.add_argument("--output", default=None, help="default tune-run; run again to resume")
-    p.add_argument("--tuner", default=None, choices=("random", "bayesian", "grid", "hyperband"))
+    p.add_argument("--tuner", default=None, choices=TUNERS)
     p.add_argument("--cardinalities", default=None, help="comma-separated, default 1,2,4,8,16,32")
     p.add_argument("--depths", action="append", default=None, help="a depth template such as 3-4-6-3; repeatable")
-    p.add_argument("--stem", default=None, choices=("imagenet", "cifar"))
+    p.add_argument("--stem", default=None, choices=STEMS)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--tolerance", type=float, default=None, help="budget tolerance, default 0.05")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--download", action="store_true")
     p.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     p.set_defaults(func=cmd_tune)
 
+
+def _weights_parser(sub):
     p = sub.add_parser("weights", help="the table of pretrained weights")
     p.add_argument("--model", default=None, help="only this variant, e.g. resnext50_32x4d")
     p.set_defaults(func=cmd_weights)
 
+
+def _summary_parser(sub):
     p = sub.add_parser("summary", help="layer, parameter and MAC table of a model")
     p.add_argument("model", help="e.g. ResNeXt50")
     p.add_argument("--input-size", type=int, default=None, help="image side (default: the model's)")
     p.set_defaults(func=cmd_summary)
 
-    args = parser.parse_args(argv)
+
+COMMANDS = (_train_parser, _evaluate_parser, _predict_parser, _export_parser, _tune_parser, _weights_parser,
+            _summary_parser)
+
+
+def make_parser():
+    parser = argparse.ArgumentParser(prog="keras-resnext", description="ResNeXt for Keras 3.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add_command in COMMANDS:
+        add_command(sub)
+    return parser
+
+
+def main(argv=None):
+    _quiet_tensorflow()
+    args = make_parser().parse_args(argv)
     try:
         return args.func(args)
     except ValueError as e:  # bad input: say what was wrong, without a traceback

@@ -16,12 +16,12 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from keras_resnext.config import DATASETS, eval_split  # noqa: F401 (eval_split re-exported)
 from keras_resnext.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD
 
 AUTOTUNE = tf.data.AUTOTUNE
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
-DATASETS = ("digits", "cifar10", "cifar100", "imagenet2012", "folder:<root>")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,44 +68,56 @@ def load_dataset(
     """
     training = split == "train" if training is None else training
     drop_remainder = training if drop_remainder is None else drop_remainder
-    if name == "digits":
-        ds, info = _digits(split)
-        augment = _pad_crop_augment(pad=2, flip=False)
-    elif name in ("cifar10", "cifar100"):
-        ds, info = _tfds(name, split, data_dir, download, CIFAR_MEAN, CIFAR_STD, 32)
-        augment = _pad_crop_augment(pad=4, flip=True)
-    elif name == "imagenet2012" or name.startswith("folder:"):
-        ds, info = _tfds(name, split, data_dir, download, IMAGENET_MEAN, IMAGENET_STD, 224)
-        augment = None
-    else:
-        raise ValueError(f"Unknown dataset {name!r}; expected one of {', '.join(DATASETS)}.")
-    size = image_size or info.image_size
-    info = dataclasses.replace(info, image_size=size)
-    mean = tf.constant(info.mean, tf.float32) * 255.0
-    std = tf.constant(info.std, tf.float32) * 255.0
-
+    ds, info, augment = _source(name, split, data_dir, download)
+    info = dataclasses.replace(info, image_size=image_size or info.image_size)
     if cache:
         ds = ds.cache()
     if training:
-        buffer = min(info.num_examples, 10_000) if info.num_examples > 0 else 10_000
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-        # One (2,)-int64 stateless seed per example, new every epoch, deterministic when seeded.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, seeds))
-        if augment is not None:
-            ds = ds.map(lambda ex, s: (augment(_resize(ex[0], size), s), ex[1]), num_parallel_calls=AUTOTUNE)
-        else:
-            ds = ds.map(lambda ex, s: (_inception_crop(ex[0], size, s), ex[1]), num_parallel_calls=AUTOTUNE)
+        ds = _augmented(ds, info, augment, seed)
     elif augment is not None:
-        ds = ds.map(lambda image, label: (_resize(image, size), label), num_parallel_calls=AUTOTUNE)
+        ds = ds.map(lambda image, label: (_resize(image, info.image_size), label), num_parallel_calls=AUTOTUNE)
     else:
-        ds = ds.map(lambda image, label: (_center_crop(image, size, crop_pct), label), num_parallel_calls=AUTOTUNE)
+        ds = ds.map(lambda image, label: (_center_crop(image, info.image_size, crop_pct), label),
+                    num_parallel_calls=AUTOTUNE)
+    mean = tf.constant(info.mean, tf.float32) * 255.0
+    std = tf.constant(info.std, tf.float32) * 255.0
     ds = ds.map(lambda image, label: ((image - mean) / std, label), num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
     options = tf.data.Options()
     # Unseeded training may reorder for speed; evaluation keeps the split's order.
     options.deterministic = seed is not None or not training
     return ds.with_options(options).prefetch(AUTOTUNE), info
+
+
+def _source(name, split, data_dir, download):
+    """`(examples, info, augment)`: decoded `(image, label)` pairs and the data set's augmentation.
+
+    `augment` is the paper's pad-and-crop for small images, or None for the
+    ImageNet-style random-resized crop.
+    """
+    if name == "digits":
+        ds, info = _digits(split)
+        return ds, info, _pad_crop_augment(pad=2, flip=False)
+    if name in ("cifar10", "cifar100"):
+        ds, info = _tfds(name, split, data_dir, download, CIFAR_MEAN, CIFAR_STD, 32)
+        return ds, info, _pad_crop_augment(pad=4, flip=True)
+    if name == "imagenet2012" or name.startswith("folder:"):
+        ds, info = _tfds(name, split, data_dir, download, IMAGENET_MEAN, IMAGENET_STD, 224)
+        return ds, info, None
+    raise ValueError(f"Unknown dataset {name!r}; expected one of {', '.join(DATASETS)}.")
+
+
+def _augmented(ds, info, augment, seed):
+    """Shuffled, randomly augmented training examples (stateless, seeded per example)."""
+    size = info.image_size
+    buffer = min(info.num_examples, 10_000) if info.num_examples > 0 else 10_000
+    ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    # One (2,)-int64 stateless seed per example, new every epoch, deterministic when seeded.
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    ds = tf.data.Dataset.zip((ds, seeds))
+    if augment is not None:
+        return ds.map(lambda ex, s: (augment(_resize(ex[0], size), s), ex[1]), num_parallel_calls=AUTOTUNE)
+    return ds.map(lambda ex, s: (_inception_crop(ex[0], size, s), ex[1]), num_parallel_calls=AUTOTUNE)
 
 
 def digits_arrays(split):

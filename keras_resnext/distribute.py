@@ -21,10 +21,12 @@ import os
 
 import keras
 
+from keras_resnext import devices
+from keras_resnext.config import STRATEGIES
+
 # Keras 3 releases patched: up to 3.15, the newest seen here to need it. A newer Keras
-# gets the stock trainer; tests/test_distribute.py shows whether it still fails.
+# gets the stock trainer; tests/test_distribute.py's multi-worker test shows whether it still fails.
 _BROKEN_KERAS = ((3, 0), (3, 15))
-STRATEGIES = ("auto", "one", "mirrored", "multiworker", "tpu")
 
 
 def _keras_version():
@@ -74,6 +76,24 @@ def patch_keras_for_multi_worker():
     return True
 
 
+def tf_config():
+    """The parsed `TF_CONFIG` (an empty dict when unset)."""
+    return json.loads(os.environ.get("TF_CONFIG") or "{}")
+
+
+def task():
+    """`(task type, index)` from `TF_CONFIG`; `("worker", 0)` when not multi-worker."""
+    spec = tf_config().get("task", {})
+    return spec.get("type", "worker"), int(spec.get("index", 0))
+
+
+def is_chief():
+    """Whether this process writes the run's files: the chief, or worker 0 of a chief-less cluster."""
+    kind, index = task()
+    has_chief = "chief" in tf_config().get("cluster", {})
+    return kind == "chief" or (not has_chief and kind == "worker" and index == 0)
+
+
 def make_strategy(name="auto"):
     """A `tf.distribute.Strategy` by name.
 
@@ -88,22 +108,15 @@ def make_strategy(name="auto"):
     if name not in STRATEGIES:
         raise ValueError(f"Unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}.")
     if name == "auto":
-        if os.environ.get("TPU_NAME") or os.environ.get("COLAB_TPU_ADDR"):
-            name = "tpu"
-        elif "TF_CONFIG" in os.environ and len(json.loads(os.environ["TF_CONFIG"]).get("cluster", {}).get("worker", [])) > 1:
-            name = "multiworker"
-        elif len(tf.config.list_logical_devices("GPU")) > 1:
-            name = "mirrored"
-        else:
+        name = _auto_strategy()
+        if name is None:
             return tf.distribute.get_strategy()
     if name == "one":
-        gpus = tf.config.list_logical_devices("GPU")
+        gpus = devices.tf_gpus()
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
     if name == "mirrored":
-        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or [
-            d.name for d in tf.config.list_logical_devices("CPU")
-        ]
-        return tf.distribute.MirroredStrategy(devices)
+        names = [d.name for d in devices.tf_gpus() or tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(names)
     if name == "multiworker":
         patch_keras_for_multi_worker()
         return tf.distribute.MultiWorkerMirroredStrategy()
@@ -111,3 +124,14 @@ def make_strategy(name="auto"):
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
+
+
+def _auto_strategy():
+    """The strategy `"auto"` stands for here, or None for TensorFlow's default."""
+    if os.environ.get("TPU_NAME") or os.environ.get("COLAB_TPU_ADDR"):
+        return "tpu"
+    if len(tf_config().get("cluster", {}).get("worker", [])) > 1:
+        return "multiworker"
+    if len(devices.tf_gpus()) > 1:
+        return "mirrored"
+    return None

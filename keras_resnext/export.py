@@ -9,12 +9,12 @@ cannot inline. Both trace through TensorFlow, so they need the TensorFlow backen
 """
 
 import os
-import tempfile
 
 import numpy as np
 
-from keras_resnext import grouped_conv
+from keras_resnext import files, grouped_conv
 from keras_resnext.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD
+from keras_resnext.models import classifier_layer, outputs_probabilities
 
 MIN_OPSET = 13  # the first opset whose ops cover every layer of these models
 
@@ -27,11 +27,9 @@ def _max_opset():
 
 def _output_name(model):
     """'probabilities', 'logits' or 'features': what the model's output is."""
-    last = model.layers[-1]
-    if last.name != "predictions":
+    if classifier_layer(model) is None:
         return "features"
-    activation = getattr(last, "activation", None)
-    return "logits" if getattr(activation, "__name__", "") == "linear" else "probabilities"
+    return "probabilities" if outputs_probabilities(model) else "logits"
 
 
 def _require_tensorflow_backend(what):
@@ -80,7 +78,7 @@ def to_onnx(model, path, opset=None, batch_size=None):
         fn = tf.function(lambda images: model(images, training=False))
         proto, _ = tf2onnx.convert.from_function(fn, input_signature=(_input_spec(model, batch_size),), opset=opset)
     _rename_output(proto, _output_name(model))
-    _write_atomically(path, proto.SerializeToString())
+    files.write_bytes(path, proto.SerializeToString())
     return proto
 
 
@@ -89,20 +87,6 @@ def _rename_output(proto, name):
     for node in proto.graph.node:
         node.output[:] = [name if o == old else o for o in node.output]
     proto.graph.output[0].name = name
-
-
-def _write_atomically(path, data):
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def to_saved_model(model, path, mean=IMAGENET_MEAN, std=IMAGENET_STD):

@@ -9,8 +9,8 @@ this convention ResNeXt-50 at 224x224 is 4,230,480,872 MACs and ResNet-50
 
 import keras
 
+from keras_resnext.config import STEM_CHANNELS, STEM_GEOMETRY, block_plan, check_stem, conv_output_size
 from keras_resnext.layers import GroupedConv2D, ResNeXtBlock
-from keras_resnext.models import STEMS, block_plan
 
 
 def _conv_macs(out_hw, out_channels, kernel_size, in_channels, groups=1, use_bias=False):
@@ -75,8 +75,14 @@ def count_macs(model):
     return total
 
 
-def _out(size, kernel, stride, pad):
-    return (size + 2 * pad - kernel) // stride + 1
+def _stem_macs(stem, input_size, in_channels):
+    """MACs of the stem conv and the side it leaves for the first stage (after the pool)."""
+    kernel, stride, pad = STEM_GEOMETRY[check_stem(stem)]["conv"]
+    size = conv_output_size(input_size, kernel, stride, pad)
+    macs = size * size * STEM_CHANNELS * kernel * kernel * in_channels
+    if STEM_GEOMETRY[stem]["pool"]:
+        size = conv_output_size(size, *STEM_GEOMETRY[stem]["pool"])
+    return macs, size
 
 
 def count_macs_config(
@@ -89,28 +95,22 @@ def count_macs_config(
     classes=1000,
     include_top=True,
     in_channels=3,
+    output_stride=32,
 ):
     """`count_macs` of `ResNeXt(depths, cardinality, bottleneck_width, ...)`, without building it.
 
     Fast enough to evaluate thousands of candidate configurations.
     """
-    if stem not in STEMS:
-        raise ValueError(f"`stem` must be one of {STEMS}; received stem={stem!r}.")
-    if stem == "imagenet":
-        size = _out(input_size, 7, 2, 3)
-        macs = size * size * 64 * 49 * in_channels
-        size = _out(size, 3, 2, 1)
-    else:
-        size = input_size
-        macs = size * size * 64 * 9 * in_channels
-    channels = 64
-    for _, _, channels, width, filters, stride, projection in block_plan(depths, cardinality, bottleneck_width):
-        out = _out(size, 3, stride, 1)
-        macs += size * size * channels * width  # 1x1 reduce
+    macs, size = _stem_macs(stem, input_size, in_channels)
+    channels = STEM_CHANNELS
+    for block in block_plan(depths, cardinality, bottleneck_width, stem=stem, output_stride=output_stride):
+        width, filters = block.width, block.filters
+        out = conv_output_size(size, 3, block.strides, 1)  # a dilated 3x3 is padded by its dilation: same size
+        macs += size * size * block.in_channels * width  # 1x1 reduce
         macs += out * out * width * 9 * width // cardinality  # grouped 3x3
         macs += out * out * width * filters  # 1x1 expand
-        if projection:
-            macs += out * out * channels * filters  # projection shortcut
+        if block.projection:
+            macs += out * out * block.in_channels * filters  # projection shortcut
         size, channels = out, filters
     if include_top:
         macs += (channels + 1) * classes  # the classifier, with its bias
@@ -124,16 +124,15 @@ def count_params_config(depths, cardinality, bottleneck_width, *, stem="imagenet
     BatchNorm's moving statistics are not trainable and not counted, as in
     torchvision's and timm's published parameter counts.
     """
-    if stem not in STEMS:
-        raise ValueError(f"`stem` must be one of {STEMS}; received stem={stem!r}.")
-    kernel = 7 if stem == "imagenet" else 3
-    params = kernel * kernel * in_channels * 64 + 2 * 64  # stem conv + BN
-    channels = 64
-    for _, _, channels, width, filters, _, projection in block_plan(depths, cardinality, bottleneck_width):
-        params += channels * width + 9 * width * width // cardinality + width * filters
+    kernel = STEM_GEOMETRY[check_stem(stem)]["conv"][0]
+    params = kernel * kernel * in_channels * STEM_CHANNELS + 2 * STEM_CHANNELS  # stem conv + BN
+    channels = STEM_CHANNELS
+    for block in block_plan(depths, cardinality, bottleneck_width, stem=stem):
+        width, filters = block.width, block.filters
+        params += block.in_channels * width + 9 * width * width // cardinality + width * filters
         params += 2 * (width + width + filters)  # three BatchNorms
-        if projection:
-            params += channels * filters + 2 * filters  # projection conv + BN
+        if block.projection:
+            params += block.in_channels * filters + 2 * filters  # projection conv + BN
         channels = filters
     if include_top:
         params += (channels + 1) * classes

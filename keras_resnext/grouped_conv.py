@@ -23,6 +23,8 @@ import os
 import keras
 from keras import ops
 
+from keras_resnext import devices
+
 IMPLEMENTATIONS = ("auto", "native", "direct", "split", "block_diagonal")
 ENV_VAR = "KERAS_RESNEXT_GROUPED_CONV"
 
@@ -70,7 +72,7 @@ def resolve(implementation, dtype="float32"):
 @functools.cache
 def _auto_for_backend(backend, dtype):
     if backend == "tensorflow":
-        if _tf_has_accelerator() or _tf_cpu_grouped_gradients_work(dtype):
+        if tf_grouped_kernels_complete(dtype):
             return "direct"
         # TF's own CPU kernels have no grouped-conv gradient: without oneDNN, or for
         # float16 on CPUs where oneDNN has no half-precision kernels.
@@ -82,14 +84,17 @@ def _auto_for_backend(backend, dtype):
     return "native"
 
 
-def _tf_has_accelerator():
-    import tensorflow as tf
+def tf_grouped_kernels_complete(dtype="float32"):
+    """Whether TensorFlow here has every grouped-conv kernel: gradients and fused conv+bias+ReLU.
 
-    return bool(
-        tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU")
-    )
+    True on GPUs and TPUs, and on CPUs where TensorFlow runs oneDNN (on by default
+    only on CPUs with AVX-512 VNNI/BF16 or AMX). TensorFlow's own CPU kernels have
+    neither: no grouped gradient, and grappler's fused conv refuses groups.
+    """
+    return bool(devices.tf_accelerator()) or _tf_cpu_grouped_gradients_work(str(dtype))
 
 
+@functools.cache
 def _tf_cpu_grouped_gradients_work(dtype):
     """oneDNN computes grouped-conv gradients on CPU; stock TF kernels refuse. Probed once per dtype.
 
@@ -116,30 +121,33 @@ def _tf_cpu_grouped_gradients_work(dtype):
         return pool.submit(probe).result()
 
 
-def grouped_conv(x, kernel, strides, padding, groups, implementation):
-    """Applies `kernel` (kh, kw, in/groups, out) to NHWC `x`, zero-padded `padding` px each side."""
+def grouped_conv(x, kernel, strides, padding, groups, implementation, dilation_rate=1):
+    """Applies `kernel` (kh, kw, in/groups, out) to NHWC `x`, zero-padded `padding` px each side.
+
+    `dilation_rate` spaces the kernel's taps (atrous convolution); it needs `strides=1`.
+    """
     kernel_size = kernel.shape[0]
-    if strides == 1 and kernel_size % 2 and padding == kernel_size // 2:
-        pad_mode = "same"  # symmetric for odd kernels at stride 1; saves a padded copy
+    if strides == 1 and dilation_rate == 1 and kernel_size % 2 and padding == kernel_size // 2:
+        # Symmetric for odd kernels at stride 1; saves a padded copy. Dilated convs are padded
+        # explicitly: onnxruntime refuses SAME padding with dilations.
+        pad_mode = "same"
     else:
         pad_mode = "valid"
         if padding:
             x = ops.pad(x, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
+    conv = dict(strides=strides, padding=pad_mode, dilation_rate=dilation_rate)
     if groups == 1 or implementation == "native":
-        return ops.conv(x, kernel, strides=strides, padding=pad_mode)
+        return ops.conv(x, kernel, **conv)
     if implementation == "direct":
         import tensorflow as tf
 
-        return tf.nn.conv2d(x, kernel, strides=strides, padding=pad_mode.upper())
+        return tf.nn.conv2d(x, kernel, strides=strides, padding=pad_mode.upper(), dilations=dilation_rate)
     if implementation == "split":
         xs = ops.split(x, groups, axis=-1)
         kernels = ops.split(kernel, groups, axis=-1)
-        return ops.concatenate(
-            [ops.conv(xi, ki, strides=strides, padding=pad_mode) for xi, ki in zip(xs, kernels)],
-            axis=-1,
-        )
+        return ops.concatenate([ops.conv(xi, ki, **conv) for xi, ki in zip(xs, kernels)], axis=-1)
     if implementation == "block_diagonal":
-        return ops.conv(x, block_diagonal_kernel(kernel, groups), strides=strides, padding=pad_mode)
+        return ops.conv(x, block_diagonal_kernel(kernel, groups), **conv)
     raise ValueError(f"Unresolved grouped-conv implementation {implementation!r}.")
 
 
@@ -154,9 +162,15 @@ def block_diagonal_kernel(kernel, groups):
     return ops.reshape(dense, (kh, kw, groups * in_per_group, out))
 
 
-def bias_add(x, bias):
-    """x + bias on the channel axis; TensorFlow's BiasAdd op lets grappler fuse it into the conv."""
-    if keras.backend.backend() == "tensorflow":
+def bias_add(x, bias, grouped=False):
+    """x + bias on the channel axis; TensorFlow's BiasAdd op lets grappler fuse it into the conv.
+
+    After a grouped conv, BiasAdd is used only where the fused kernel supports
+    groups: otherwise grappler would still fuse the ops, into a kernel that fails.
+    """
+    if keras.backend.backend() == "tensorflow" and (
+        not grouped or tf_grouped_kernels_complete(keras.backend.standardize_dtype(x.dtype))
+    ):
         import tensorflow as tf
 
         return tf.nn.bias_add(x, ops.cast(bias, x.dtype))

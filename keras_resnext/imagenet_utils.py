@@ -43,6 +43,12 @@ def _class_index():
         return {int(k): tuple(v) for k, v in json.load(f).items()}
 
 
+def imagenet_class_names():
+    """The 1000 ImageNet-1k class names, in class-index order."""
+    index = _class_index()
+    return [index[i][1] for i in range(1000)]
+
+
 def decode_predictions(preds, top=5):
     """Decodes ImageNet-1k predictions, like `keras.applications.*.decode_predictions`.
 

@@ -4,10 +4,9 @@ import keras
 from keras import ops
 
 from keras_resnext import grouped_conv
+from keras_resnext.config import BLOCK_FORMS, NORMS, check_choice, positive_int
 
 __all__ = ["GroupedConv2D", "ResNeXtBlock"]
-
-BLOCK_FORMS = ("grouped", "concat", "split")
 
 # torchvision initialises convs with kaiming_normal_(mode="fan_out", nonlinearity="relu").
 CONV_INITIALIZER = {
@@ -19,10 +18,40 @@ BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 
 
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer; received {name}={value!r}.")
-    return value
+def batch_norm(name, dtype=None, norm="batch_norm"):
+    """The BatchNorm of every block and stem: PyTorch's epsilon and momentum; frozen for `norm="frozen_bn"`."""
+    layer = FrozenBatchNormalization if check_choice("norm", norm, NORMS) == "frozen_bn" else (
+        keras.layers.BatchNormalization
+    )
+    return layer(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name, dtype=dtype)
+
+
+@keras.saving.register_keras_serializable(package="keras_resnext")
+class FrozenBatchNormalization(keras.layers.BatchNormalization):
+    """BatchNorm fixed to its moving statistics, gamma and beta: torchvision's `FrozenBatchNorm2d`.
+
+    It normalises with the moving mean and variance in `fit` too and never updates
+    them, and its gamma and beta are not trainable, even when the model is set
+    trainable. Detection and segmentation fine-tune with it because their batches
+    are too small for batch statistics.
+    """
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        for variable in (self.gamma, self.beta):
+            if variable is not None:
+                variable.trainable = False
+
+    def call(self, inputs, training=None, mask=None):
+        return super().call(inputs, training=False, mask=mask)
+
+
+def conv2d(filters, kernel_size, name, strides=1, dtype=None):
+    """A bias-free dense conv with torchvision's initialisation."""
+    return keras.layers.Conv2D(
+        filters, kernel_size, strides=strides, use_bias=False, kernel_initializer=CONV_INITIALIZER,
+        name=name, dtype=dtype,
+    )
 
 
 @keras.saving.register_keras_serializable(package="keras_resnext")
@@ -39,11 +68,12 @@ class GroupedConv2D(keras.layers.Layer):
         kernel_size: side of the square kernel.
         groups: number of groups; must divide the input channels and `filters`.
         strides: stride on both spatial axes.
-        padding: `"symmetric"` (PyTorch's `padding=kernel_size // 2`, zeros on
-            both sides, also for stride 2), `"valid"`, or a number of pixels.
+        padding: `"symmetric"` (PyTorch's `padding=dilation * (kernel_size // 2)`,
+            zeros on both sides, also for stride 2), `"valid"`, or a number of pixels.
         use_bias: whether to add a bias.
         implementation: `"auto"`, `"native"`, `"direct"` (TensorFlow),
             `"split"` or `"block_diagonal"`; all compute the same function.
+        dilation_rate: spacing of the kernel's taps (atrous conv), with `strides=1`.
     """
 
     def __init__(
@@ -57,20 +87,27 @@ class GroupedConv2D(keras.layers.Layer):
         implementation="auto",
         kernel_initializer=CONV_INITIALIZER,
         bias_initializer="zeros",
+        dilation_rate=1,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.filters = _positive_int("filters", filters)
-        self.kernel_size = _positive_int("kernel_size", kernel_size)
-        self.groups = _positive_int("groups", groups)
-        self.strides = _positive_int("strides", strides)
-        if filters % groups:
+        self.filters = positive_int("filters", filters)
+        self.kernel_size = positive_int("kernel_size", kernel_size)
+        self.groups = positive_int("groups", groups)
+        self.strides = positive_int("strides", strides)
+        self.dilation_rate = positive_int("dilation_rate", dilation_rate)
+        if self.strides > 1 and self.dilation_rate > 1:
+            raise ValueError(
+                f"`strides` and `dilation_rate` cannot both exceed 1; received strides={strides}, "
+                f"dilation_rate={dilation_rate}."
+            )
+        if self.filters % self.groups:
             raise ValueError(
                 f"`filters` must be a multiple of `groups`; received filters={filters}, "
                 f"groups={groups}."
             )
         if padding == "symmetric":
-            self.pad = kernel_size // 2
+            self.pad = self.dilation_rate * (self.kernel_size // 2)
         elif padding == "valid":
             self.pad = 0
         elif isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
@@ -114,7 +151,7 @@ class GroupedConv2D(keras.layers.Layer):
     def call(self, inputs):
         y = self.convolve(inputs, self.kernel)
         if self.bias is not None:
-            y = grouped_conv.bias_add(y, self.bias)
+            y = grouped_conv.bias_add(y, self.bias, grouped=self.groups > 1)
         return y
 
     def convolve(self, inputs, kernel):
@@ -126,13 +163,15 @@ class GroupedConv2D(keras.layers.Layer):
             padding=self.pad,
             groups=self.groups,
             implementation=self.resolved_implementation,
+            dilation_rate=self.dilation_rate,
         )
 
     def compute_output_shape(self, input_shape):
         def out(size):
             if size is None:
                 return None
-            return (size + 2 * self.pad - self.kernel_size) // self.strides + 1
+            span = self.dilation_rate * (self.kernel_size - 1) + 1  # the dilated kernel's extent
+            return (size + 2 * self.pad - span) // self.strides + 1
 
         return (input_shape[0], out(input_shape[1]), out(input_shape[2]), self.filters)
 
@@ -143,6 +182,7 @@ class GroupedConv2D(keras.layers.Layer):
             "kernel_size": self.kernel_size,
             "groups": self.groups,
             "strides": self.strides,
+            "dilation_rate": self.dilation_rate,
             "padding": self.padding,
             "use_bias": self.use_bias,
             "implementation": self.implementation,
@@ -178,6 +218,8 @@ class ResNeXtBlock(keras.layers.Layer):
             means "when the shape changes".
         form: `"grouped"`, `"concat"` or `"split"`.
         conv_implementation: passed to the 3x3 `GroupedConv2D`.
+        dilation: dilation of the 3x3 conv (output stride 8/16 backbones), with stride 1.
+        norm: `"batch_norm"` or `"frozen_bn"` (see `FrozenBatchNormalization`).
     """
 
     def __init__(
@@ -189,16 +231,18 @@ class ResNeXtBlock(keras.layers.Layer):
         projection=None,
         form="grouped",
         conv_implementation="auto",
+        dilation=1,
+        norm="batch_norm",
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.filters = _positive_int("filters", filters)
-        self.width = _positive_int("width", width)
-        self.cardinality = _positive_int("cardinality", cardinality)
-        self.strides = _positive_int("strides", strides)
-        if form not in BLOCK_FORMS:
-            raise ValueError(f"`form` must be one of {BLOCK_FORMS}; received form={form!r}.")
-        self.form = form
+        self.dilation = positive_int("dilation", dilation)
+        self.norm = check_choice("norm", norm, NORMS)
+        self.filters = positive_int("filters", filters)
+        self.width = positive_int("width", width)
+        self.cardinality = positive_int("cardinality", cardinality)
+        self.strides = positive_int("strides", strides)
+        self.form = check_choice("form", form, BLOCK_FORMS)
         self.projection = projection
         self.conv_implementation = conv_implementation
 
@@ -206,7 +250,7 @@ class ResNeXtBlock(keras.layers.Layer):
         self.bn1 = self._batch_norm("bn1")
         self.conv2 = GroupedConv2D(
             width, 3, groups=cardinality, strides=strides, implementation=conv_implementation,
-            name="conv2", dtype=self.dtype_policy,
+            dilation_rate=self.dilation, name="conv2", dtype=self.dtype_policy,
         )
         self.bn2 = self._batch_norm("bn2")
         self.conv3 = self._conv1x1(filters, "conv3")
@@ -217,15 +261,10 @@ class ResNeXtBlock(keras.layers.Layer):
             self._make_projection()
 
     def _conv1x1(self, units, name, strides=1):
-        return keras.layers.Conv2D(
-            units, 1, strides=strides, use_bias=False,
-            kernel_initializer=CONV_INITIALIZER, name=name, dtype=self.dtype_policy,
-        )
+        return conv2d(units, 1, name, strides=strides, dtype=self.dtype_policy)
 
     def _batch_norm(self, name):
-        return keras.layers.BatchNormalization(
-            epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name, dtype=self.dtype_policy
-        )
+        return batch_norm(name, dtype=self.dtype_policy, norm=self.norm)
 
     def _make_projection(self):
         self.downsample_conv = self._conv1x1(self.filters, "downsample_conv", strides=self.strides)
@@ -283,8 +322,10 @@ class ResNeXtBlock(keras.layers.Layer):
         w2 = ops.split(kernel(self.conv2), c, axis=-1)
         h = ops.concatenate([ops.conv(inputs, w, padding="valid") for w in w1], axis=-1)
         h = ops.split(ops.relu(self.bn1(h, training=training)), c, axis=-1)
-        pad = [[0, 0], [1, 1], [1, 1], [0, 0]]
-        h = [ops.conv(ops.pad(hi, pad), w, strides=self.strides, padding="valid") for hi, w in zip(h, w2)]
+        d = self.dilation
+        pad = [[0, 0], [d, d], [d, d], [0, 0]]
+        h = [ops.conv(ops.pad(hi, pad), w, strides=self.strides, padding="valid", dilation_rate=d)
+             for hi, w in zip(h, w2)]
         h = ops.split(ops.relu(self.bn2(ops.concatenate(h, axis=-1), training=training)), c, axis=-1)
         if self.form == "concat":
             merged = self.conv3(ops.concatenate(h, axis=-1))
@@ -306,6 +347,8 @@ class ResNeXtBlock(keras.layers.Layer):
             "projection": self.projection,
             "form": self.form,
             "conv_implementation": self.conv_implementation,
+            "dilation": self.dilation,
+            "norm": self.norm,
         }
 
 
@@ -322,8 +365,9 @@ def _conv_bn_folded(x, conv, bn):
     scale = f32(bn.gamma) * ops.rsqrt(f32(bn.moving_variance) + bn.epsilon)
     kernel = ops.cast(f32(conv.kernel) * scale, x.dtype)
     bias = ops.cast(f32(bn.beta) - f32(bn.moving_mean) * scale, x.dtype)
+    grouped = isinstance(conv, GroupedConv2D) and conv.groups > 1
     if isinstance(conv, GroupedConv2D):
         y = conv.convolve(x, kernel)
     else:
         y = ops.conv(x, kernel, strides=conv.strides, padding=conv.padding)
-    return grouped_conv.bias_add(y, bias)
+    return grouped_conv.bias_add(y, bias, grouped=grouped)

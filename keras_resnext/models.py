@@ -1,58 +1,21 @@
-"""ResNeXt models: one configurable builder and the named variants as small config entries."""
+"""ResNeXt models: one configurable builder, `ResNeXt`, and the named variants as constructors.
 
+The architecture itself is data in `keras_resnext.config` (variants, stems, the
+block layout); this module turns it into a functional `keras.Model` with the
+rules and error messages of `keras.applications`.
+"""
+
+import math
 import os
 
 import keras
 
-from keras_resnext.layers import BN_EPSILON, BN_MOMENTUM, CONV_INITIALIZER, ResNeXtBlock
+from keras_resnext import config
+from keras_resnext import weights as weights_lib
+from keras_resnext.config import POOLINGS, STEMS, VARIANTS, block_plan, variant_of  # noqa: F401 (re-exported)
+from keras_resnext.layers import ResNeXtBlock, batch_norm, conv2d
 
-STEMS = ("imagenet", "cifar")
-POOLINGS = (None, "avg", "max")
-
-# Each named model is a config; `ResNeXt` builds any of them (timm's pattern).
-VARIANTS = {
-    "resnext50_32x4d": dict(depths=(3, 4, 6, 3), cardinality=32, bottleneck_width=4),
-    "resnext101_32x4d": dict(depths=(3, 4, 23, 3), cardinality=32, bottleneck_width=4),
-    "resnext101_32x8d": dict(depths=(3, 4, 23, 3), cardinality=32, bottleneck_width=8),
-    "resnext101_64x4d": dict(depths=(3, 4, 23, 3), cardinality=64, bottleneck_width=4),
-    "resnext101_32x16d": dict(depths=(3, 4, 23, 3), cardinality=32, bottleneck_width=16),
-    "resnext101_32x32d": dict(depths=(3, 4, 23, 3), cardinality=32, bottleneck_width=32),
-    "resnext29_8x64d": dict(depths=(3, 3, 3), cardinality=8, bottleneck_width=64, stem="cifar"),
-    "resnext29_16x64d": dict(depths=(3, 3, 3), cardinality=16, bottleneck_width=64, stem="cifar"),
-}
-
-
-def variant_of(depths, cardinality, bottleneck_width, stem="imagenet"):
-    """The name of the named variant with this configuration, or None."""
-    for name, config in VARIANTS.items():
-        if (
-            tuple(config["depths"]) == tuple(depths)
-            and config["cardinality"] == cardinality
-            and config["bottleneck_width"] == bottleneck_width
-            and config.get("stem", "imagenet") == stem
-        ):
-            return name
-    return None
-
-
-def block_plan(depths, cardinality, bottleneck_width, stem_channels=64):
-    """Every bottleneck block of a configuration, in order: the one description of the layout.
-
-    Yields `(stage, block, in_channels, width, filters, strides, projection)`, 1-indexed.
-    Stage `s` has `planes = 64 * 2**(s-1)`: a bottleneck of
-    `int(planes * bottleneck_width / 64) * cardinality` channels and `4 * planes`
-    outputs (torchvision's rule; cardinality 1 and width 64 is ResNet-50). The first
-    block of every stage after the first has stride 2; a block whose shape changes
-    has a projection shortcut. The builder and `keras_resnext.flops` all read this.
-    """
-    in_channels = stem_channels
-    for s, depth in enumerate(depths, start=1):
-        planes = 64 * 2 ** (s - 1)
-        width, filters = int(planes * bottleneck_width / 64) * cardinality, 4 * planes
-        for b in range(1, depth + 1):
-            strides = 2 if (b == 1 and s > 1) else 1
-            yield s, b, in_channels, width, filters, strides, strides != 1 or in_channels != filters
-            in_channels = filters
+MIN_INPUT_SIZE = 32
 
 
 def ResNeXt(
@@ -71,6 +34,11 @@ def ResNeXt(
     name=None,
     block_form="grouped",
     conv_implementation="auto",
+    output_stride=32,
+    features_only=False,
+    out_indices=None,
+    freeze_stages=None,
+    norm="batch_norm",
 ):
     """Instantiates a ResNeXt (Xie et al., 2017) of any depth, cardinality and width.
 
@@ -85,148 +53,273 @@ def ResNeXt(
             `weights` is `None`, `"imagenet"` (for a configuration that has
             pretrained weights), a tag of `keras_resnext.weights.list_weights()`,
             or a path to a Keras `.weights.h5` file or a torchvision/timm
-            checkpoint (`.safetensors`, `.pth`, `.bin`).
+            checkpoint (`.safetensors`, `.pth`, `.bin`). With pretrained weights
+            and `input_shape=(H, W, n)`, n != 3, the stem kernel is adapted as
+            timm does (1 channel: the sum over RGB; else RGB repeated, times 3/n).
         block_form: `"grouped"`, `"concat"` or `"split"`, see `ResNeXtBlock`.
         conv_implementation: how grouped convs are computed, see `GroupedConv2D`.
+        output_stride: 32, or 16 / 8 for dense prediction: the last stages
+            dilate instead of striding (torchvision's `replace_stride_with_dilation`),
+            with the same weights.
+        features_only: return a model whose outputs are the feature levels
+            (a dict keyed `"P1"`..`"P5"`), with no head (timm's `features_only`).
+        out_indices: with `features_only`, the levels to output: indices into
+            `model.feature_info` or keys such as `"P3"`; default all.
+        freeze_stages: `None`, or k: the stem and stages 1..k are not trained
+            (their BatchNorms then use their moving statistics).
+        norm: `"batch_norm"`, or `"frozen_bn"`: every BatchNorm always uses its
+            moving statistics and never updates them, even in `fit`.
 
     Returns:
-        A `keras.Model`.
-    """
-    from keras_resnext import weights as weights_lib
+        A `ResNeXtModel`: a functional `keras.Model` with `pyramid_outputs` (the
+        feature levels as symbolic tensors, keras-hub's form) and `feature_info`
+        (timm's form). Loaded with pretrained weights, it carries their registry
+        entry as `model.pretrained_cfg`, which `keras_resnext.weights.eval_transform(model)` reads.
 
-    depths = tuple(depths)
-    if not depths or any(not isinstance(d, int) or isinstance(d, bool) or d < 1 for d in depths):
-        raise ValueError(f"`depths` must be positive block counts per stage; received depths={depths}.")
-    for arg, value in (("cardinality", cardinality), ("bottleneck_width", bottleneck_width)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"`{arg}` must be a positive integer; received {arg}={value!r}.")
-    if stem not in STEMS:
-        raise ValueError(f"`stem` must be one of {STEMS}; received stem={stem!r}.")
-    if pooling not in POOLINGS:
-        raise ValueError(
-            f"`pooling` must be one of {POOLINGS}; received pooling={pooling!r}."
-        )
+    Example:
+
+    >>> import keras_resnext as kr
+    >>> model = kr.ResNeXt((1, 1, 1), cardinality=8, bottleneck_width=4, classes=10,
+    ...                    input_shape=(32, 32, 3))
+    >>> model.name, model.output.shape
+    ('resnext_11_8x4d', (None, 10))
+    >>> sorted(model.pyramid_outputs)
+    ['P1', 'P2', 'P3', 'P4']
+    """
+    depths, cardinality, bottleneck_width, stem = config.check_architecture(
+        depths, cardinality, bottleneck_width, stem
+    )
+    config.check_choice("pooling", pooling, POOLINGS)
+    config.check_choice("output_stride", output_stride, config.OUTPUT_STRIDES)
+    freeze_stages = config.check_freeze_stages(freeze_stages, depths)
+    selected = _selected_levels(features_only, out_indices, depths, stem, output_stride)
+    include_top = include_top and not features_only
+    _check_data_format()
+    variant = variant_of(depths, cardinality, bottleneck_width, stem)
+    pretrained = weights_lib.is_pretrained(variant, weights)
+    _check_weights_argument(variant, weights, pretrained, include_top, classes, classifier_activation)
+
+    input_size = config.STEM_GEOMETRY[stem]["input_size"]
+    image = _image_input(input_tensor, obtain_input_shape(input_shape, input_size, include_top, pretrained))
+    x = trunk(image, depths, cardinality, bottleneck_width, stem=stem, output_stride=output_stride,
+              block_form=block_form, conv_implementation=conv_implementation, norm=norm)
+    x = _head(x, include_top, None if features_only else pooling, classes, classifier_activation)
+    inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else image
+    name = name or config.default_name(depths, cardinality, bottleneck_width, stem)
+    model = ResNeXtModel(inputs, x, name=name)
+    if weights is not None:
+        weights_lib.load_weights(model, weights, variant=variant)
+    if selected is not None:
+        model = _features_model(model, selected)
+    if freeze_stages is not None:
+        freeze(model, freeze_stages)
+    return model
+
+
+def _selected_levels(features_only, out_indices, depths, stem, output_stride):
+    """The level keys a `features_only` model outputs, or None for a full model."""
+    if not features_only:
+        if out_indices is not None:
+            raise ValueError(f"`out_indices` needs features_only=True; received out_indices={out_indices!r}.")
+        return None
+    return config.check_out_indices(out_indices, config.feature_levels(depths, stem, output_stride))
+
+
+def _features_model(model, keys):
+    """`model`'s feature levels `keys` as the outputs of a model of the same layers and weights."""
+    levels = model.pyramid_outputs
+    features = ResNeXtModel(model.inputs, {key: levels[key] for key in keys}, name=model.name)
+    if hasattr(model, "pretrained_cfg"):
+        object.__setattr__(features, "pretrained_cfg", model.pretrained_cfg)
+    return features
+
+
+def trunk(x, depths, cardinality, bottleneck_width, *, stem="imagenet", output_stride=32, block_form="grouped",
+          conv_implementation="auto", norm="batch_norm"):
+    """The stem and every stage of a ResNeXt applied to `x`; the last stage's output."""
+    x = _stem(x, stem, norm)
+    for block in block_plan(depths, cardinality, bottleneck_width, stem=stem, output_stride=output_stride):
+        x = ResNeXtBlock(
+            block.filters, block.width, cardinality, strides=block.strides, projection=block.projection,
+            form=block_form, conv_implementation=conv_implementation, dilation=block.dilation, norm=norm,
+            name=config.block_name(block.stage, block.block),
+        )(x)
+    return x
+
+
+def freeze(model, stages):
+    """Stops training the stem and stages 1..`stages` of `model` (detectron2's FREEZE_AT idea).
+
+    Frozen layers keep their weights, and their BatchNorms use the moving
+    statistics, also in `fit` (Keras' rule for `trainable=False`).
+    """
+    for layer in model.layers:
+        stage = config.parse_block_name(layer.name)
+        if layer.name in (config.STEM_CONV, config.STEM_BN) or (stage and stage[0] <= stages):
+            layer.trainable = False
+    return model
+
+
+@keras.saving.register_keras_serializable(package="keras_resnext")
+class ResNeXtModel(keras.Model):
+    """A functional ResNeXt that knows its feature levels; what `ResNeXt` and the named constructors return.
+
+    It is a plain functional model (built with `ResNeXtModel(inputs, outputs)`,
+    saved and loaded like one, after `import keras_resnext`) with two views of
+    its multi-level features, read from its layers so they survive a save:
+
+    - `pyramid_outputs`: `{"P1": stem, "P2": stage 1, ..., "P5": stage 4}` as
+      symbolic tensors, keras-hub's form: `keras.Model(model.inputs, model.pyramid_outputs)`.
+    - `feature_info`: per level (the outputs of a `features_only` model) a dict
+      `{"key", "module", "num_chs", "reduction"}`, timm's form.
+    """
+
+    def _levels(self):
+        """`[(key, layer name, reduction)]` of the levels whose layers this model holds."""
+        names = {layer.name for layer in self.layers}
+        stages = {}
+        for layer in self.layers:
+            parsed = config.parse_block_name(layer.name)
+            if parsed:
+                stages[parsed[0]] = max(stages.get(parsed[0], 0), parsed[1])
+        depths = [stages[s] for s in sorted(stages)]
+        stem = "imagenet" if "pool" in names else "cifar"
+        blocks = [layer for layer in self.layers if isinstance(layer, ResNeXtBlock)]
+        output_stride = 32
+        if any(block.dilation > 1 for block in blocks):
+            output_stride = config.stem_reduction(stem) * math.prod(block.strides for block in blocks)
+        levels = config.feature_levels(depths, stem, output_stride) if depths else []
+        return [level for level in levels if level[1] in names]
+
+    @property
+    def pyramid_outputs(self):
+        return {key: self.get_layer(name).output for key, name, _ in self._levels()}
+
+    @property
+    def feature_info(self):
+        outputs = self.output if isinstance(self.output, dict) else None
+        return [
+            {"key": key, "module": name, "num_chs": int(self.get_layer(name).output.shape[-1]), "reduction": reduction}
+            for key, name, reduction in self._levels()
+            if outputs is None or key in outputs
+        ]
+
+
+def _check_data_format():
     if keras.config.image_data_format() != "channels_last":
         raise ValueError(
             "keras_resnext models are built channels_last; the Keras image data "
             f"format is {keras.config.image_data_format()!r}. Call "
             "keras.config.set_image_data_format('channels_last') first."
         )
-    variant = variant_of(depths, cardinality, bottleneck_width, stem)
-    pretrained = weights_lib.is_pretrained(variant, weights)
-    if not (weights is None or pretrained or (isinstance(weights, (str, os.PathLike)) and os.path.exists(weights))):
+
+
+def _check_weights_argument(variant, weights, pretrained, include_top, classes, classifier_activation):
+    """keras.applications' rules for `weights` with `include_top`, `classes` and the activation."""
+    is_file = isinstance(weights, (str, os.PathLike)) and os.path.exists(weights)
+    if not (weights is None or pretrained or is_file):
         raise ValueError(
             "The `weights` argument should be either `None` (random initialization), "
             "'imagenet' (pre-training on ImageNet), a pretrained tag of this model "
             f"({', '.join(weights_lib.tags_for(variant)) or 'none'}), or the path to "
             f"the weights file to be loaded. Received: weights={weights}"
         )
-    if pretrained and include_top and classes != 1000:
+    if not (pretrained and include_top):
+        return
+    if classes != 1000:
         raise ValueError(
             "If using pretrained `weights` with `include_top=True`, `classes` should "
             f"be 1000. Received classes={classes}"
         )
-    if pretrained and include_top:
-        activation = keras.activations.get(classifier_activation)
-        if activation not in (keras.activations.get("softmax"), keras.activations.get(None)):
-            raise ValueError(
-                "Only `None` and `softmax` activations are allowed for the "
-                "`classifier_activation` argument when using pretrained weights, "
-                f"with `include_top=True`; Received: classifier_activation={classifier_activation}"
-            )
+    activation = keras.activations.get(classifier_activation)
+    if activation not in (keras.activations.get("softmax"), keras.activations.get(None)):
+        raise ValueError(
+            "Only `None` and `softmax` activations are allowed for the "
+            "`classifier_activation` argument when using pretrained weights, "
+            f"with `include_top=True`; Received: classifier_activation={classifier_activation}"
+        )
 
-    default_size = 224 if stem == "imagenet" else 32
-    input_shape = _obtain_input_shape(input_shape, default_size, include_top, pretrained)
+
+def _image_input(input_tensor, input_shape):
     if input_tensor is None:
-        img_input = keras.layers.Input(shape=input_shape)
-    elif not keras.backend.is_keras_tensor(input_tensor):
-        img_input = keras.layers.Input(tensor=input_tensor, shape=input_shape)
-    else:
-        img_input = input_tensor
+        return keras.layers.Input(shape=input_shape)
+    if not keras.backend.is_keras_tensor(input_tensor):
+        return keras.layers.Input(tensor=input_tensor, shape=input_shape)
+    return input_tensor
 
-    x = _stem(img_input, stem)
-    for s, b, _, width, filters, strides, projection in block_plan(depths, cardinality, bottleneck_width):
-        x = ResNeXtBlock(
-            filters,
-            width,
-            cardinality,
-            strides=strides,
-            projection=projection,
-            form=block_form,
-            conv_implementation=conv_implementation,
-            name=f"stage{s}_block{b}",
-        )(x)
 
+def _stem(x, stem, norm="batch_norm"):
+    (kernel, strides, pad), pool = config.STEM_GEOMETRY[stem]["conv"], config.STEM_GEOMETRY[stem]["pool"]
+    # PyTorch pads the stride-2 stem conv and pool symmetrically; Keras "same" would not.
+    x = keras.layers.ZeroPadding2D(pad, name="stem_pad")(x)
+    x = conv2d(config.STEM_CHANNELS, kernel, config.STEM_CONV, strides=strides)(x)
+    x = batch_norm(config.STEM_BN, norm=norm)(x)
+    x = keras.layers.Activation("relu", name=config.STEM_RELU)(x)
+    if pool is None:
+        return x
+    pool_kernel, pool_strides, pool_pad = pool
+    # Zero padding equals PyTorch's -inf padding here: the input is post-ReLU, >= 0.
+    x = keras.layers.ZeroPadding2D(pool_pad, name="pool_pad")(x)
+    return keras.layers.MaxPooling2D(pool_kernel, strides=pool_strides, name="pool")(x)
+
+
+def _head(x, include_top, pooling, classes, classifier_activation):
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = keras.layers.Dense(
-            classes, activation=classifier_activation, name="predictions",
-            dtype=head_dtype(),
-        )(x)
-    elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
-
-    if input_tensor is not None:
-        inputs = keras.utils.get_source_inputs(input_tensor)
-    else:
-        inputs = img_input
-    name = name or variant or f"resnext_{sum(depths) * 3 + 2}_{cardinality}x{bottleneck_width}d"
-    model = keras.Model(inputs, x, name=name)
-
-    if weights is not None:
-        weights_lib.load_weights(model, weights, variant=variant)
-    return model
+        return classifier(classes, classifier_activation)(x)
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return x
 
 
-def _stem(x, stem):
-    def batch_norm(name):
-        return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
+def classifier(classes, activation="softmax"):
+    """The classification layer, `predictions`: float32 under mixed precision (stable softmax and loss)."""
+    return keras.layers.Dense(classes, activation=activation, name=config.CLASSIFIER, dtype=head_dtype())
 
-    if stem == "cifar":
-        x = keras.layers.ZeroPadding2D(1, name="stem_pad")(x)
-        x = keras.layers.Conv2D(64, 3, use_bias=False, kernel_initializer=CONV_INITIALIZER, name="stem_conv")(x)
-        x = batch_norm("stem_bn")(x)
-        return keras.layers.Activation("relu", name="stem_relu")(x)
-    # PyTorch pads the stride-2 stem conv and pool symmetrically; Keras "same" would not.
-    x = keras.layers.ZeroPadding2D(3, name="stem_pad")(x)
-    x = keras.layers.Conv2D(
-        64, 7, strides=2, use_bias=False, kernel_initializer=CONV_INITIALIZER, name="stem_conv"
-    )(x)
-    x = batch_norm("stem_bn")(x)
-    x = keras.layers.Activation("relu", name="stem_relu")(x)
-    # Zero padding equals PyTorch's -inf padding here: the input is post-ReLU, >= 0.
-    x = keras.layers.ZeroPadding2D(1, name="pool_pad")(x)
-    return keras.layers.MaxPooling2D(3, strides=2, name="pool")(x)
+
+def classifier_layer(model):
+    """`model`'s classifier (the layer named `predictions`), or None for a headless model."""
+    return next((layer for layer in model.layers if layer.name == config.CLASSIFIER), None)
+
+
+def outputs_probabilities(model):
+    """Whether `model` ends in a classifier with an activation (softmax), not in logits or features."""
+    head = classifier_layer(model)
+    return head is not None and head.get_config().get("activation") not in (None, "linear")
 
 
 def head_dtype():
-    """The classifier's dtype: float32 under mixed precision (stable softmax and loss), else the policy's."""
+    """The classifier's dtype: float32 under mixed precision, else the global policy's."""
     return "float32" if keras.config.dtype_policy().name.startswith("mixed") else None
 
 
-def _obtain_input_shape(input_shape, default_size, include_top, pretrained, min_size=32):
-    """keras.applications' input-shape rules and messages, channels_last."""
-    default_shape = (default_size, default_size, 3)
+def obtain_input_shape(input_shape, default_size, include_top, pretrained, min_size=MIN_INPUT_SIZE):
+    """keras.applications' input-shape rules and messages, channels_last, any channel count.
+
+    Pretrained weights take any channel count (the stem is adapted); with the
+    top they need the size they were trained at.
+    """
+    if input_shape is not None:
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"`input_shape` must be a tuple of three integers; received input_shape={input_shape}."
+            )
+        if input_shape[-1] is None or input_shape[-1] < 1:
+            raise ValueError(f"The channel count must be known; Received `input_shape={input_shape}`")
+    channels = input_shape[-1] if input_shape is not None else 3
+    default_shape = (default_size, default_size, channels)
     if pretrained and include_top:
-        if input_shape is not None and tuple(input_shape) != default_shape:
+        if input_shape is not None and input_shape != default_shape:
             raise ValueError(
                 "When setting `include_top=True` and loading pretrained weights, "
-                f"`input_shape` should be {default_shape}.  Received: input_shape={input_shape}"
+                f"`input_shape` should be {(default_size, default_size, 3)}.  Received: input_shape={input_shape}"
             )
         return default_shape
     if input_shape is None:
         return default_shape if include_top else (None, None, 3)
-    input_shape = tuple(input_shape)
-    if len(input_shape) != 3:
-        raise ValueError(
-            f"`input_shape` must be a tuple of three integers; received input_shape={input_shape}."
-        )
-    if input_shape[-1] != 3 and pretrained:
-        raise ValueError(f"The input must have 3 channels; Received `input_shape={input_shape}`")
-    if input_shape[-1] is None or input_shape[-1] < 1:
-        raise ValueError(f"The channel count must be known; Received `input_shape={input_shape}`")
     if any(side is not None and side < min_size for side in input_shape[:2]):
         raise ValueError(
             f"Input size must be at least {min_size}x{min_size}; Received: input_shape={input_shape}"
@@ -234,71 +327,151 @@ def _obtain_input_shape(input_shape, default_size, include_top, pretrained, min_
     return input_shape
 
 
-def _named(variant, doc_name):
-    config = VARIANTS[variant]
-    cifar = config.get("stem") == "cifar"
+# The named constructors. Each is a variant of `VARIANTS` with keras.applications'
+# signature; further keyword arguments (`block_form`, `conv_implementation`) go to `ResNeXt`.
 
-    def constructor(
-        include_top=True,
-        weights=None if cifar else "imagenet",
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=10 if cifar else 1000,
-        classifier_activation="softmax",
-        name=variant,
-    ):
-        return ResNeXt(
-            **config,
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
+_IMAGENET_DOC = """Instantiates ResNeXt-{depth} ({cardinality}x{bottleneck_width}d), `{variant}`.
+
+Cardinality {cardinality}, bottleneck width {bottleneck_width}; torchvision/timm layout (stride
+on the 3x3 conv, projection shortcut in each stage's first block).
+
+Args:
+    include_top: whether to include the classifier.
+    weights: `None`, `"imagenet"` (the best permissively licensed tag), a tag
+        from `keras_resnext.weights.list_weights("{variant}")` or a file path.
+        The `fb_*` tags (Facebook's SSL/SWSL/WSL weights) are CC-BY-NC-4.0:
+        non-commercial use only.
+    input_tensor: optional Keras tensor to use as the image input.
+    input_shape: optional `(height, width, 3)`; at least 32x32. With
+        `include_top=True` and pretrained weights it must be (224, 224, 3).
+    pooling: `None`, `"avg"` or `"max"` global pooling when `include_top=False`.
+    classes: number of classes (1000 with pretrained weights and the top).
+    classifier_activation: `"softmax"`, `None` or another activation.
+    name: the model's name.
+    **kwargs: passed to `keras_resnext.ResNeXt` (`block_form`, `conv_implementation`).
+
+Returns:
+    A `keras.Model`.
+
+Example:
+
+>>> import keras_resnext as kr
+>>> model = kr.{name}(weights=None, include_top=False, pooling="avg", input_shape=(64, 64, 3))
+>>> model.output.shape
+(None, 2048)
+"""
+
+_CIFAR_DOC = """Instantiates ResNeXt-{depth} ({cardinality}x{bottleneck_width}d), `{variant}`: the paper's CIFAR model.
+
+A 3x3 stem, three stages, 32x32 inputs. There are no ImageNet weights, so
+`weights` defaults to `None` and `classes` to 10.
+
+Args:
+    include_top, weights, input_tensor, input_shape, pooling, classes,
+        classifier_activation, name: as in `keras_resnext.ResNeXt50`.
+    **kwargs: passed to `keras_resnext.ResNeXt` (`block_form`, `conv_implementation`).
+
+Returns:
+    A `keras.Model`.
+
+Example:
+
+>>> import keras_resnext as kr
+>>> kr.{name}().output.shape
+(None, 10)
+"""
+
+
+def _named_constructor(variant):
+    """Attaches the shared documentation and the variant name to a named constructor."""
+
+    def decorate(constructor):
+        spec = VARIANTS[variant]
+        template = _CIFAR_DOC if spec.get("stem") == "cifar" else _IMAGENET_DOC
+        constructor.__doc__ = template.format(
+            name=constructor.__name__, variant=variant, depth=config.model_depth(spec["depths"]),
+            cardinality=spec["cardinality"], bottleneck_width=spec["bottleneck_width"],
         )
+        constructor.variant = variant
+        return constructor
 
-    depth = sum(config["depths"]) * 3 + 2
-    c, d = config["cardinality"], config["bottleneck_width"]
-    constructor.__name__ = constructor.__qualname__ = doc_name
-    constructor.variant = variant
-    if cifar:
-        data = (
-            "the paper's CIFAR model: 3x3 stem, three stages, 32x32 inputs. There are "
-            "no ImageNet weights, so `weights` defaults to `None` and `classes` to 10."
-        )
-    else:
-        data = (
-            "torchvision/timm layout (stride on the 3x3 conv, projection shortcut in each "
-            "stage's first block). `weights` takes `None`, `'imagenet'`, a tag from "
-            "`keras_resnext.weights.list_weights()` or a file path. The `fb_*` tags "
-            "(Facebook's SSL/SWSL/WSL weights) are CC-BY-NC-4.0: non-commercial use only."
-        )
-    constructor.__doc__ = (
-        f"Instantiates ResNeXt-{depth} ({c}x{d}d): cardinality {c}, bottleneck width {d}.\n\n"
-        f"{data}\n\nArguments and errors are those of `keras.applications.ResNet50`; "
-        "see `keras_resnext.ResNeXt` for their meaning.\n\nReturns:\n    A `keras.Model`.\n"
-    )
-    return constructor
+    return decorate
 
 
-ResNeXt50 = _named("resnext50_32x4d", "ResNeXt50")
-ResNeXt101 = _named("resnext101_32x4d", "ResNeXt101")
-ResNeXt101_32x8d = _named("resnext101_32x8d", "ResNeXt101_32x8d")
-ResNeXt101_64x4d = _named("resnext101_64x4d", "ResNeXt101_64x4d")
-ResNeXt101_32x16d = _named("resnext101_32x16d", "ResNeXt101_32x16d")
-ResNeXt101_32x32d = _named("resnext101_32x32d", "ResNeXt101_32x32d")
-ResNeXt29_8x64d = _named("resnext29_8x64d", "ResNeXt29_8x64d")
-ResNeXt29_16x64d = _named("resnext29_16x64d", "ResNeXt29_16x64d")
+@_named_constructor("resnext50_32x4d")
+def ResNeXt50(include_top=True, weights="imagenet", input_tensor=None, input_shape=None, pooling=None,
+              classes=1000, classifier_activation="softmax", name="resnext50_32x4d", **kwargs):
+    return ResNeXt(**VARIANTS["resnext50_32x4d"], include_top=include_top, weights=weights,
+                   input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
+                   classifier_activation=classifier_activation, name=name, **kwargs)
 
+
+@_named_constructor("resnext101_32x4d")
+def ResNeXt101(include_top=True, weights="imagenet", input_tensor=None, input_shape=None, pooling=None,
+               classes=1000, classifier_activation="softmax", name="resnext101_32x4d", **kwargs):
+    return ResNeXt(**VARIANTS["resnext101_32x4d"], include_top=include_top, weights=weights,
+                   input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
+                   classifier_activation=classifier_activation, name=name, **kwargs)
+
+
+@_named_constructor("resnext101_32x8d")
+def ResNeXt101_32x8d(include_top=True, weights="imagenet", input_tensor=None, input_shape=None, pooling=None,
+                     classes=1000, classifier_activation="softmax", name="resnext101_32x8d", **kwargs):
+    return ResNeXt(**VARIANTS["resnext101_32x8d"], include_top=include_top, weights=weights,
+                   input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
+                   classifier_activation=classifier_activation, name=name, **kwargs)
+
+
+@_named_constructor("resnext101_64x4d")
+def ResNeXt101_64x4d(include_top=True, weights="imagenet", input_tensor=None, input_shape=None, pooling=None,
+                     classes=1000, classifier_activation="softmax", name="resnext101_64x4d", **kwargs):
+    return ResNeXt(**VARIANTS["resnext101_64x4d"], include_top=include_top, weights=weights,
+                   input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
+                   classifier_activation=classifier_activation, name=name, **kwargs)
+
+
+@_named_constructor("resnext101_32x16d")
+def ResNeXt101_32x16d(include_top=True, weights="imagenet", input_tensor=None, input_shape=None, pooling=None,
+                      classes=1000, classifier_activation="softmax", name="resnext101_32x16d", **kwargs):
+    return ResNeXt(**VARIANTS["resnext101_32x16d"], include_top=include_top, weights=weights,
+                   input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
+                   classifier_activation=classifier_activation, name=name, **kwargs)
+
+
+@_named_constructor("resnext101_32x32d")
+def ResNeXt101_32x32d(include_top=True, weights="imagenet", input_tensor=None, input_shape=None, pooling=None,
+                      classes=1000, classifier_activation="softmax", name="resnext101_32x32d", **kwargs):
+    return ResNeXt(**VARIANTS["resnext101_32x32d"], include_top=include_top, weights=weights,
+                   input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
+                   classifier_activation=classifier_activation, name=name, **kwargs)
+
+
+@_named_constructor("resnext29_8x64d")
+def ResNeXt29_8x64d(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+                    classes=10, classifier_activation="softmax", name="resnext29_8x64d", **kwargs):
+    return ResNeXt(**VARIANTS["resnext29_8x64d"], include_top=include_top, weights=weights,
+                   input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
+                   classifier_activation=classifier_activation, name=name, **kwargs)
+
+
+@_named_constructor("resnext29_16x64d")
+def ResNeXt29_16x64d(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+                     classes=10, classifier_activation="softmax", name="resnext29_16x64d", **kwargs):
+    return ResNeXt(**VARIANTS["resnext29_16x64d"], include_top=include_top, weights=weights,
+                   input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
+                   classifier_activation=classifier_activation, name=name, **kwargs)
+
+
+NAMED_CONSTRUCTORS = (
+    ResNeXt50, ResNeXt101, ResNeXt101_32x8d, ResNeXt101_64x4d, ResNeXt101_32x16d, ResNeXt101_32x32d,
+    ResNeXt29_8x64d, ResNeXt29_16x64d,
+)
 # Constructors by name, both "ResNeXt50" and "resnext50_32x4d".
-CONSTRUCTORS = {
-    key: f
-    for f in (
-        ResNeXt50, ResNeXt101, ResNeXt101_32x8d, ResNeXt101_64x4d,
-        ResNeXt101_32x16d, ResNeXt101_32x32d, ResNeXt29_8x64d, ResNeXt29_16x64d,
-    )
-    for key in (f.__name__, f.variant)
-}
+CONSTRUCTORS = {key: f for f in NAMED_CONSTRUCTORS for key in (f.__name__, f.variant)}
+
+
+def constructor_for(name):
+    """The named constructor called `name` ("ResNeXt50" or "resnext50_32x4d"), or a ValueError."""
+    if name not in CONSTRUCTORS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(CONSTRUCTORS)}.")
+    return CONSTRUCTORS[name]

@@ -12,11 +12,19 @@ Keras applies it decoupled from momentum (`w -= lr * wd * w`), which equals
 PyTorch's coupled L2 when momentum is 0 and is the common choice in Keras.
 """
 
+import os
+
 import keras
 
+from keras_resnext import devices
+from keras_resnext.config import CLASSIFIER
+from keras_resnext.models import ResNeXtModel, classifier
+
 NO_DECAY = ["gamma", "beta", "bias"]
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "bfloat16", "float16")
 
 
+@keras.saving.register_keras_serializable(package="keras_resnext")
 class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warmup from 0 over `warmup_steps`, then `schedule(step - warmup_steps)`."""
 
@@ -118,29 +126,22 @@ def set_precision(policy="auto"):
     CPU (these models' heads stay float32 under mixed precision, see `ResNeXt`).
     """
     if policy == "auto":
-        import tensorflow as tf
-
-        if tf.config.list_logical_devices("TPU"):
-            policy = "mixed_bfloat16"
-        elif tf.config.list_logical_devices("GPU"):
-            policy = "mixed_float16"
-        else:
-            policy = "float32"
-    if policy not in ("float32", "mixed_float16", "mixed_bfloat16", "bfloat16", "float16"):
+        policy = {"tpu": "mixed_bfloat16", "gpu": "mixed_float16"}.get(devices.tf_accelerator(), "float32")
+    if policy not in PRECISIONS:
         raise ValueError(f"Unknown precision {policy!r}; expected auto, float32, mixed_float16 or mixed_bfloat16.")
     keras.config.set_dtype_policy(policy)
     return policy
 
 
 def set_backbone_trainable(model, trainable):
-    """Freezes (or unfreezes) every layer but the classifier `predictions`.
+    """Freezes (or unfreezes) every layer but the classifier (`predictions`).
 
     A frozen BatchNorm runs in inference mode (Keras' rule for `trainable=False`),
     so fine-tuning a small head does not disturb the pretrained statistics.
     Recompile the model after calling this.
     """
     for layer in model.layers:
-        if layer.name != "predictions":
+        if layer.name != CLASSIFIER:
             layer.trainable = trainable
     return model
 
@@ -151,19 +152,14 @@ def finetune_model(constructor, classes, weights="imagenet", input_shape=None, f
 
     `constructor` is e.g. `keras_resnext.ResNeXt50`; `weights` a tag or path.
     """
-    from keras_resnext.models import head_dtype
-
     backbone = constructor(include_top=False, weights=weights, input_shape=input_shape, pooling="avg")
-    outputs = keras.layers.Dense(classes, activation=classifier_activation, name="predictions",
-                                 dtype=head_dtype())(backbone.output)
-    model = keras.Model(backbone.inputs, outputs, name=f"{backbone.name}_finetune")
+    outputs = classifier(classes, classifier_activation)(backbone.output)
+    model = ResNeXtModel(backbone.inputs, outputs, name=f"{backbone.name}_finetune")
     return set_backbone_trainable(model, not freeze_backbone)
 
 
 def default_callbacks(output_dir, backup=True, tensorboard=True):
     """BackupAndRestore (resume where a killed run stopped), TerminateOnNaN, CSV log, TensorBoard."""
-    import os
-
     callbacks = [keras.callbacks.TerminateOnNaN(), keras.callbacks.CSVLogger(os.path.join(output_dir, "log.csv"),
                                                                              append=True)]
     if backup:

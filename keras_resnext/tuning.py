@@ -13,17 +13,20 @@ import re
 
 import keras_tuner
 
+from keras_resnext import models, training
+from keras_resnext.config import RESNET50, TUNERS, VARIANTS, check_choice, positive_int
 from keras_resnext.flops import count_macs_config, count_params_config
 
-RESNET50_DEPTHS = (3, 4, 6, 3)
+RESNET50_DEPTHS = RESNET50["depths"]
 # The paper's block template at ResNet-50's conv2 stage: 256->64 1x1, 64->64 3x3, 64->256 1x1.
 PAPER_BLOCK_BUDGET = 256 * 64 + 9 * 64 * 64 + 64 * 256  # 69,632 (the paper's "~70k")
 RULES = ("block", "network")
 
 
-def block_template_macs(cardinality, width):
+def block_template_macs(cardinality, bottleneck_width):
     """The paper's conv2-stage block cost: C * (256 d + 9 d^2 + 256 d)."""
-    return cardinality * (256 * width + 9 * width * width + width * 256)
+    d = bottleneck_width
+    return cardinality * (256 * d + 9 * d * d + d * 256)
 
 
 def width_for_budget(
@@ -52,15 +55,11 @@ def width_for_budget(
     Raises:
         ValueError: when no integer d >= 1 lands within `tolerance` of the budget.
     """
-    if not isinstance(cardinality, int) or isinstance(cardinality, bool) or cardinality < 1:
-        raise ValueError(f"`cardinality` must be a positive integer; received {cardinality!r}.")
-    if rule not in RULES:
-        raise ValueError(f"`rule` must be one of {RULES}; received rule={rule!r}.")
+    cardinality = positive_int("cardinality", cardinality)
+    check_choice("rule", rule, RULES)
     if rule == "block":
         budget = budget_macs or PAPER_BLOCK_BUDGET
-        # Solve 9 C d^2 + 512 C d = budget for d, then round to the nearest integer.
-        exact = (-512 + math.sqrt(512**2 + 36 * budget / cardinality)) / 18
-        width = max(1, round(exact))
+        d = _block_rule_width(cardinality, budget)
 
         def cost(d):
             return block_template_macs(cardinality, d)
@@ -71,36 +70,46 @@ def width_for_budget(
         def cost(d):
             return count_macs_config(depths, cardinality, d, **config)
 
-        width = 1
-        while cost(width + 1) <= budget:  # MACs grow with d: walk to the last d under budget
-            width += 1
-        if abs(cost(width + 1) - budget) < abs(cost(width) - budget):
-            width += 1
-    miss = (cost(width) - budget) / budget
+        d = _closest_width(cost, budget)
+    miss = (cost(d) - budget) / budget
     if abs(miss) > tolerance:
         raise ValueError(
             f"No bottleneck width fits cardinality {cardinality} to a budget of {budget:,} MACs "
-            f"({rule} rule): the closest, d={width}, costs {cost(width):,} ({miss:+.1%}, more than the "
+            f"({rule} rule): the closest, d={d}, costs {cost(d):,} ({miss:+.1%}, more than the "
             f"{tolerance:.0%} tolerance). Lower the cardinality or raise the budget."
         )
-    return width
+    return d
+
+
+def _block_rule_width(cardinality, budget):
+    """The paper's rule: solve 9 C d^2 + 512 C d = budget for d, rounded to the nearest integer."""
+    exact = (-512 + math.sqrt(512**2 + 36 * budget / cardinality)) / 18
+    return max(1, round(exact))
+
+
+def _closest_width(cost, budget):
+    """The integer d >= 1 whose `cost(d)` is closest to `budget`; `cost` grows with d."""
+    d = 1
+    while cost(d + 1) <= budget:  # walk to the last d under budget
+        d += 1
+    if abs(cost(d + 1) - budget) < abs(cost(d) - budget):
+        d += 1
+    return d
 
 
 def parse_budget(text, *, input_size=224, classes=1000):
     """`"20M"`, `"4.2G"`, `"4230480872"` or a model name (`"ResNeXt50"`) -> MACs."""
-    from keras_resnext.models import CONSTRUCTORS, VARIANTS
-
     text = str(text).strip()
-    if text == "ResNet50":  # torchvision's ResNet-50: cardinality 1, width 64
-        return count_macs_config(RESNET50_DEPTHS, 1, 64, input_size=input_size, classes=classes)
-    if text in CONSTRUCTORS:
-        variant = VARIANTS[CONSTRUCTORS[text].variant]
+    if text == "ResNet50":  # torchvision's ResNet-50: cardinality 1, bottleneck width 64
+        return count_macs_config(**RESNET50, input_size=input_size, classes=classes)
+    if text in models.CONSTRUCTORS:
+        variant = VARIANTS[models.CONSTRUCTORS[text].variant]
         return count_macs_config(**variant, input_size=input_size, classes=classes)
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kKmMgG]?)", text)
     if not match:
         raise ValueError(
             f"Cannot read budget {text!r}: give MACs as a number with an optional k/M/G suffix "
-            f"('20M', '4.2G') or a model name (ResNet50, {', '.join(sorted(CONSTRUCTORS))})."
+            f"('20M', '4.2G') or a model name (ResNet50, {', '.join(sorted(models.CONSTRUCTORS))})."
         )
     scale = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[match.group(2).lower()]
     return int(float(match.group(1)) * scale)
@@ -108,7 +117,7 @@ def parse_budget(text, *, input_size=224, classes=1000):
 
 def feasible_candidates(budget_macs, cardinalities, depth_options, *, stem="imagenet", input_size=224,
                         classes=1000, tolerance=0.05):
-    """Every (depths, C) affordable within `tolerance`, with its width, MACs and parameters."""
+    """Every (depths, C) affordable within `tolerance`, with its bottleneck width d, MACs and parameters."""
     candidates = []
     for depths in depth_options:
         for c in cardinalities:
@@ -121,7 +130,7 @@ def feasible_candidates(budget_macs, cardinalities, depth_options, *, stem="imag
             candidates.append({
                 "depths": tuple(depths),
                 "cardinality": c,
-                "width": d,
+                "bottleneck_width": d,
                 "macs": count_macs_config(tuple(depths), c, d, input_size=input_size, **config),
                 "params": count_params_config(tuple(depths), c, d, **config),
             })
@@ -181,18 +190,14 @@ class ResNeXtHyperModel(keras_tuner.HyperModel):
                 hp.Choice(f"cardinality_{key}", [c["cardinality"] for c in self.candidates if c["depths"] == template])
 
     def build(self, hp):
-        from keras_resnext import models, training
-
         self._declare(hp)
         c = self.candidate(hp)
-        model = models.ResNeXt(c["depths"], c["cardinality"], c["width"], stem=self.stem, classes=self.classes,
-                               input_shape=self.input_shape, name=f"resnext_{c['cardinality']}x{c['width']}d")
+        model = models.ResNeXt(c["depths"], c["cardinality"], c["bottleneck_width"], stem=self.stem,
+                               classes=self.classes, input_shape=self.input_shape,
+                               name=f"resnext_{c['cardinality']}x{c['bottleneck_width']}d")
         model.compile(optimizer=training.sgd(self.learning_rate, 5e-4), loss="sparse_categorical_crossentropy",
                       metrics=["accuracy"])
         return model
-
-
-TUNERS = ("random", "bayesian", "grid", "hyperband")
 
 
 def make_tuner(kind, hypermodel, *, directory, project_name="resnext", max_trials=10, max_epochs=10,
@@ -212,13 +217,13 @@ def make_tuner(kind, hypermodel, *, directory, project_name="resnext", max_trial
 
 
 def trials_table(tuner, hypermodel):
-    """One row per finished trial: cardinality, depths, width, macs, params, objective values."""
+    """One row per finished trial: cardinality, bottleneck width, depths, macs, params, objective values."""
     rows = []
     for trial in tuner.oracle.trials.values():
         if trial.status != "COMPLETED":
             continue
         c = hypermodel.candidate(trial.hyperparameters)
-        row = {"trial": trial.trial_id, "cardinality": c["cardinality"], "width": c["width"],
+        row = {"trial": trial.trial_id, "cardinality": c["cardinality"], "bottleneck_width": c["bottleneck_width"],
                "depths": _depths_key(c["depths"]), "macs": c["macs"], "params": c["params"]}
         for name in ("val_accuracy", "accuracy", "val_loss", "loss"):
             if trial.metrics.exists(name):

@@ -1,14 +1,14 @@
 import os
-import pathlib
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(__file__))  # tests import their shared helpers as `helpers`
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-FIXTURES = pathlib.Path(__file__).parent / "fixtures"
-TINY = dict(depths=(1, 1, 1, 1), cardinality=8, bottleneck_width=4)
+from helpers import FIXTURES, TINY, cli  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
@@ -34,3 +34,21 @@ def _fresh_keras_state():
     keras.utils.clear_session()
     keras.utils.set_random_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def main_job(tmp_path_factory):
+    """`keras-resnext train` with no arguments but --output: the README's main job."""
+    out = tmp_path_factory.mktemp("run")
+    result = cli("train", "--output", str(out), timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    """The torchvision fixture model with logits out, at 64x64 (one per test module)."""
+    import keras_resnext as kr
+
+    return kr.ResNeXt(**TINY, classes=10, classifier_activation=None, input_shape=(64, 64, 3),
+                      weights=FIXTURES / "tv_resnext_tiny.safetensors")

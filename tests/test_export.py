@@ -5,14 +5,8 @@ import pytest
 import tensorflow as tf
 
 import keras_resnext as kr
-from conftest import FIXTURES, TINY
+from helpers import TINY
 from keras_resnext.export import to_onnx, to_saved_model
-
-
-@pytest.fixture(scope="module")
-def tiny_model():
-    return kr.ResNeXt(**TINY, classes=10, classifier_activation=None, input_shape=(64, 64, 3),
-                      weights=FIXTURES / "tv_resnext_tiny.safetensors")
 
 
 def test_onnx_export_matches_keras_with_grouped_convs_as_single_nodes(tiny_model, tmp_path, tiny_io):
@@ -57,37 +51,3 @@ def test_saved_model_serves_uint8_images_with_preprocessing(tiny_model, tmp_path
     np.testing.assert_allclose(out, expected, atol=1e-4)
     bigger = np.random.default_rng(1).integers(0, 256, (1, 100, 80, 3), dtype="uint8")
     assert serving(images=tf.constant(bigger))["logits"].shape == (1, 10)  # resized to 64x64
-
-
-def _cli(*args):
-    import os
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "keras_resnext.cli", *args], capture_output=True, text=True,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow"), timeout=600)
-
-
-def test_cli_exports_a_saved_keras_model_and_refuses_bad_options(tiny_model, tmp_path, tiny_io):
-    source = tmp_path / "model.keras"
-    tiny_model.save(source)
-    result = _cli("export", str(source), "--format", "onnx", "--output", str(tmp_path / "m.onnx"))
-    assert result.returncode == 0, result.stderr[-2000:]
-    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
-    np.testing.assert_allclose(session.run(None, {"images": tiny_io["x_nhwc_64"]})[0], tiny_io["logits_64"],
-                               atol=1e-4)
-    bad_opset = _cli("export", str(source), "--format", "onnx", "--opset", "5", "--output", str(tmp_path / "x.onnx"))
-    assert bad_opset.returncode != 0 and "Unsupported ONNX opset 5" in bad_opset.stderr
-    assert "Traceback" not in bad_opset.stderr
-    bad_format = _cli("export", str(source), "--format", "tflite", "--output", str(tmp_path / "x"))
-    assert bad_format.returncode == 2 and "invalid choice: 'tflite'" in bad_format.stderr
-
-
-def test_cli_summary_prints_exact_totals():
-    result = _cli("summary", "ResNeXt50")
-    assert result.returncode == 0, result.stderr[-2000:]
-    total = next(line for line in result.stdout.splitlines() if line.startswith("total"))
-    assert "25,097,128" in total and "4,230,480,872" in total
-    assert "trainable parameters: 25,028,904" in result.stdout
-    unknown = _cli("summary", "ResNeXt49")
-    assert unknown.returncode != 0 and "unknown model 'ResNeXt49'" in unknown.stderr

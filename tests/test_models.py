@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_resnext as kr
-from conftest import FIXTURES, TINY
+from helpers import FIXTURES, TINY, run_backbone_test
 
 UPSTREAM = json.loads((FIXTURES / "upstream_state_dict_shapes.json").read_text())
 
@@ -80,7 +80,9 @@ def test_constructors_have_the_keras_applications_signature():
 
     reference = inspect.signature(keras.applications.ResNet50).parameters
     ours = inspect.signature(kr.ResNeXt50).parameters
-    assert list(ours) == list(reference)
+    # keras.applications' arguments, in order, then **kwargs passed through to kr.ResNeXt
+    assert [n for n, p in ours.items() if p.kind != p.VAR_KEYWORD] == list(reference)
+    assert list(ours.values())[-1].kind == inspect.Parameter.VAR_KEYWORD
     for name, param in reference.items():
         if name != "name":
             assert ours[name].default == param.default, name
@@ -94,7 +96,7 @@ def test_constructors_have_the_keras_applications_signature():
         (dict(weights=None, input_shape=(16, 16, 3)), "at least 32x32"),
         (dict(weights=None, input_shape=(224, 224)), "three integers"),
         (dict(weights="imagenet", input_shape=(256, 256, 3)), "should be \\(224, 224, 3\\)"),
-        (dict(weights="imagenet", include_top=False, input_shape=(224, 224, 1)), "3 channels"),
+        (dict(weights="imagenet", include_top=False, input_shape=(224, 224, None)), "channel count must be known"),
         (dict(weights=None, include_top=False, pooling="mean"), "`pooling` must be one of"),
         (dict(weights="imagenet", classifier_activation="relu"), "Only `None` and `softmax`"),
     ],
@@ -156,3 +158,40 @@ def test_mixed_precision_predicts_close_to_float32_and_trains(policy, form, tiny
         assert np.isfinite(model.train_on_batch(x, np.array([1, 2])))
     finally:
         keras.config.set_dtype_policy("float32")
+
+
+@pytest.mark.portable
+@pytest.mark.parametrize(
+    "constructor,kwargs,input_shape,output_shape",
+    [
+        (kr.ResNeXt, dict(**TINY, classes=10, input_shape=(64, 64, 3)), (2, 64, 64, 3), (2, 10)),
+        (kr.ResNeXt, dict(**TINY, include_top=False, block_form="split", input_shape=(64, 64, 3)), (2, 64, 64, 3), (2, 2, 2, 2048)),
+        (kr.ResNeXt50, dict(weights=None, include_top=False, pooling="avg"), (1, 64, 64, 3), (1, 2048)),
+        (kr.ResNeXt29_8x64d, dict(), (1, 32, 32, 3), (1, 10)),
+    ],
+)
+def test_every_constructor_passes_the_backbone_harness(constructor, kwargs, input_shape, output_shape, tmp_path):
+    x = np.random.default_rng(0).normal(size=input_shape).astype("float32")
+    run_backbone_test(constructor, kwargs, x, output_shape, tmp_path)
+
+
+def test_named_constructors_are_real_functions_with_examples_and_pass_keywords_through():
+    import doctest
+
+    for constructor in kr.models.NAMED_CONSTRUCTORS:
+        assert constructor.__code__.co_name == constructor.__name__  # a def, not a generated closure
+        assert ">>> " in constructor.__doc__ and constructor.variant in constructor.__doc__
+    model = kr.ResNeXt50(weights=None, include_top=False, block_form="split", conv_implementation="split")
+    assert model.get_layer("stage1_block1").form == "split"
+    assert model.get_layer("stage2_block1").conv2.implementation == "split"
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for obj in (kr.ResNeXt, kr.ResNeXt50, kr.ResNeXt29_8x64d):  # their examples run as written
+        for test in finder.find(obj, globs={}):
+            runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0
+
+
+def test_numpy_integers_are_accepted_like_python_ints():
+    model = kr.ResNeXt((np.int64(1),) * 2, np.int64(4), np.int32(4), classes=3, input_shape=(32, 32, 3))
+    assert model.name == "resnext_8_4x4d" and model.output.shape == (None, 3)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import keras_resnext as kr
-from conftest import FIXTURES, TINY
+from helpers import FIXTURES, TINY
 
 pytestmark = pytest.mark.portable
 

@@ -1,16 +1,14 @@
 import csv
 import json
-import os
-import socket
 import subprocess
 import sys
 
 import pytest
 
+from helpers import ENV, cli, free_port
 from keras_resnext import tuning
 from keras_resnext.flops import count_macs_config
 
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
 
 
 def test_block_rule_reproduces_table_2_of_the_paper():
@@ -60,9 +58,8 @@ def test_only_affordable_candidates_enter_the_search_space():
         tuning.ResNeXtHyperModel(1000, (32, 32, 3), 10)
 
 
-def tune_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "keras_resnext.cli", "tune", *args], env=env or ENV,
-                          capture_output=True, text=True, timeout=900)
+def tune_cli(*args):
+    return cli("tune", *args)
 
 
 def read_trials(path):
@@ -70,6 +67,7 @@ def read_trials(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_tune_end_to_end_writes_trials_plot_and_best_model_and_resumes(tmp_path):
     out = tmp_path / "search"
     result = tune_cli("--dataset", "digits", "--budget", "20M", "--max-trials", "2", "--epochs", "1",
@@ -80,7 +78,7 @@ def test_tune_end_to_end_writes_trials_plot_and_best_model_and_resumes(tmp_path)
     for row in rows:
         assert abs(int(row["macs"]) - 20_000_000) <= 1_000_000
         assert int(row["params"]) > 0 and 0 <= float(row["val_accuracy"]) <= 1
-        assert count_macs_config((1, 1, 1), int(row["cardinality"]), int(row["width"]), input_size=32,
+        assert count_macs_config((1, 1, 1), int(row["cardinality"]), int(row["bottleneck_width"]), input_size=32,
                                  classes=10) == int(row["macs"])
     assert (out / "accuracy_vs_cardinality.png").read_bytes()[:4] == b"\x89PNG"
     import keras
@@ -96,6 +94,7 @@ def test_tune_end_to_end_writes_trials_plot_and_best_model_and_resumes(tmp_path)
     assert again.stdout.count("C=") == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["bayesian", "grid", "hyperband"])
 def test_every_tuner_kind_runs_a_budgeted_search(tmp_path, kind):
     result = tune_cli("--tuner", kind, "--max-trials", "2", "--epochs", "2", "--cardinalities", "2,8",
@@ -105,14 +104,9 @@ def test_every_tuner_kind_runs_a_budgeted_search(tmp_path, kind):
     assert rows and {r["cardinality"] for r in rows} <= {"2", "8"}
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
+@pytest.mark.slow
 def test_distributed_search_with_a_chief_and_a_worker_on_loopback(tmp_path):
-    port = str(_free_port())
+    port = str(free_port())
     args = [sys.executable, "-m", "keras_resnext.cli", "tune", "--max-trials", "2", "--epochs", "1",
             "--cardinalities", "2,8", "--output", str(tmp_path)]
     base = dict(ENV, KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=port)

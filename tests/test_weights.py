@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import keras_resnext as kr
-from conftest import FIXTURES, TINY
+from helpers import FIXTURES, TINY
 from hub_server import HubServer
 from keras_resnext import models
 from keras_resnext.weights import checkpoint, registry

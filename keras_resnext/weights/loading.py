@@ -3,6 +3,9 @@
 import os
 
 from keras_resnext.weights import registry
+from keras_resnext.weights.checkpoint import read_state_dict
+from keras_resnext.weights.download import fetch
+from keras_resnext.weights.torch_layout import load_torch_state_dict
 
 TORCH_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 KERAS_SUFFIXES = (".weights.h5", ".h5", ".keras")
@@ -14,16 +17,16 @@ def load_weights(model, weights, variant=None):
     Pretrained tags are downloaded (once; then cached) and converted from the
     torchvision/timm layout. A `.safetensors`/`.pth`/`.bin` path is converted the
     same way; a Keras `.weights.h5` is loaded with `model.load_weights`.
-    """
-    from keras_resnext.weights.checkpoint import read_state_dict
-    from keras_resnext.weights.download import fetch
-    from keras_resnext.weights.torch_layout import load_torch_state_dict
 
+    For pretrained tags the registry entry is attached as `model.pretrained_cfg`
+    (timm's name) and returned; for files, None.
+    """
     if registry.is_pretrained(variant, weights):
         entry = registry.find(variant, weights)
         if entry is None:
             raise ValueError(_unavailable_message(variant, weights))
         load_torch_state_dict(model, read_state_dict(fetch(entry)))
+        attach_pretrained_cfg(model, entry)
         return entry
     path = os.fspath(weights)
     if path.endswith(TORCH_SUFFIXES):
@@ -36,6 +39,12 @@ def load_weights(model, weights, variant=None):
             f"{', '.join(TORCH_SUFFIXES + KERAS_SUFFIXES)}."
         )
     return None
+
+
+def attach_pretrained_cfg(model, entry):
+    """Records on `model` which pretrained weights it holds (variant, tag, eval size, crop, mean/std, licence)."""
+    # A plain attribute set outside Keras' tracking: it is metadata, not state to save.
+    object.__setattr__(model, "pretrained_cfg", dict(entry))
 
 
 def _unavailable_message(variant, weights):

@@ -8,7 +8,7 @@ from keras_resnext.weights import registry
 
 
 def eval_transform(model, weights="imagenet"):
-    """The eval preprocessing of `model`'s pretrained `weights`, as a Keras pipeline.
+    """The eval preprocessing of a model's pretrained weights, as a Keras pipeline.
 
     torchvision/timm evaluate by resizing the shorter side to `size / crop_pct`,
     center-cropping `size` x `size` and normalising with the weights' mean/std.
@@ -16,10 +16,18 @@ def eval_transform(model, weights="imagenet"):
     with values in [0, 255], and can be mapped over a `tf.data.Dataset`.
 
     Args:
-        model: a variant name such as `"resnext50_32x4d"`.
-        weights: `"imagenet"` or a tag of `list_weights()`.
+        model: a model built with pretrained weights (it carries them as
+            `model.pretrained_cfg`; `weights` is then ignored), or a variant
+            name such as `"resnext50_32x4d"`.
+        weights: with a variant name, `"imagenet"` or a tag of `list_weights()`.
     """
-    entry = registry.find(model, weights)
+    entry = getattr(model, "pretrained_cfg", None)
+    if entry is None and isinstance(model, keras.Model):
+        raise ValueError(
+            f"Model {model.name!r} was not built with pretrained weights, so it has no eval transform; "
+            "pass a variant name and tag, e.g. eval_transform('resnext50_32x4d', 'tv2_in1k')."
+        )
+    entry = entry or registry.find(model, weights)
     if entry is None:
         raise ValueError(
             f"No pretrained weights {weights!r} for {model!r}; known tags: "
@@ -39,5 +47,5 @@ def eval_transform(model, weights="imagenet"):
             keras.layers.CenterCrop(size, size),
             keras.layers.Normalization(mean=mean, variance=variance),
         ],
-        name=f"{model}_{entry['tag']}_eval_transform",
+        name=f"{entry['model']}_{entry['tag']}_eval_transform",
     )

@@ -4,6 +4,9 @@ import functools
 import json
 from importlib import resources
 
+from keras_resnext.config import VARIANTS
+from keras_resnext.flops import count_params_config
+
 
 @functools.cache
 def entries():
@@ -42,9 +45,6 @@ def list_weights(model=None):
     download), default (what weights="imagenet" loads). CC-BY-NC-4.0 weights are
     for non-commercial use only.
     """
-    from keras_resnext.flops import count_params_config
-    from keras_resnext.models import VARIANTS
-
     rows = []
     for e in entries():
         if model is not None and e["model"] != model:

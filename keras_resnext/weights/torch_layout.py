@@ -6,19 +6,22 @@ kernels are (out, in/groups, kh, kw) in PyTorch and (kh, kw, in/groups, out) in
 Keras; a Linear weight is (out, in) and a Dense kernel (in, out).
 """
 
-import re
+import math
 import warnings
 
+import keras
 import numpy as np
 
-from keras_resnext.layers import ResNeXtBlock
+from keras_resnext import config
+from keras_resnext.layers import GroupedConv2D, ResNeXtBlock
 
 _BN_FIELDS = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
 _BLOCK_SUBLAYERS = {
     "conv1": "conv1", "bn1": "bn1", "conv2": "conv2", "bn2": "bn2", "conv3": "conv3", "bn3": "bn3",
     "downsample_conv": "downsample.0", "downsample_bn": "downsample.1",
 }
-_BLOCK_NAME = re.compile(r"stage(\d+)_block(\d+)$")
+# The model's top-level layers with a torch counterpart, by their names in keras_resnext.config.
+_TOP_LEVEL = {config.STEM_CONV: "conv1", config.STEM_BN: "bn1", config.CLASSIFIER: "fc"}
 _IGNORED_SUFFIX = ".num_batches_tracked"  # a BatchNorm counter with no Keras counterpart
 
 
@@ -33,14 +36,13 @@ def _conv_shape_to_torch(shape):
 
 def _entries_for_layer(layer, prefix):
     """Yields (torch key, keras variable, to_keras, torch shape) for one leaf layer."""
-    cls = type(layer).__name__
-    if cls == "BatchNormalization":
+    if isinstance(layer, keras.layers.BatchNormalization):
         for torch_name, attr in _BN_FIELDS.items():
             v = getattr(layer, attr)
             yield f"{prefix}.{torch_name}", v, None, tuple(v.shape)
-    elif cls in ("Conv2D", "GroupedConv2D"):
+    elif isinstance(layer, (keras.layers.Conv2D, GroupedConv2D)):
         yield f"{prefix}.weight", layer.kernel, _conv_to_keras, _conv_shape_to_torch(layer.kernel.shape)
-    elif cls == "Dense":
+    elif isinstance(layer, keras.layers.Dense):
         yield f"{prefix}.weight", layer.kernel, np.transpose, tuple(reversed(layer.kernel.shape))
         yield f"{prefix}.bias", layer.bias, None, tuple(layer.bias.shape)
 
@@ -55,17 +57,13 @@ def layout(model):
 
     for layer in model.layers:
         if isinstance(layer, ResNeXtBlock):
-            s, b = map(int, _BLOCK_NAME.match(layer.name).groups())
+            s, b = config.parse_block_name(layer.name)
             for attr, torch_name in _BLOCK_SUBLAYERS.items():
                 sub = getattr(layer, attr)
                 if sub is not None:
                     add(sub, f"layer{s}.{b - 1}.{torch_name}")
-        elif layer.name == "stem_conv":
-            add(layer, "conv1")
-        elif layer.name == "stem_bn":
-            add(layer, "bn1")
-        elif layer.name == "predictions":
-            add(layer, "fc")
+        elif layer.name in _TOP_LEVEL:
+            add(layer, _TOP_LEVEL[layer.name])
     return result
 
 
@@ -77,6 +75,21 @@ def expected_state_dict_shapes(model):
         if key.endswith(".running_var"):
             shapes[key[: -len(".running_var")] + _IGNORED_SUFFIX] = []
     return shapes
+
+
+def adapt_input_conv(weight, in_channels):
+    """A stem kernel `(out, 3, kh, kw)` for `in_channels` inputs, as timm's `adapt_input_conv`.
+
+    One channel: the sum over RGB (a gray image then gives what the RGB model gives
+    on that image replicated). Other counts: RGB repeated cyclically to
+    `in_channels`, scaled by 3 / in_channels so activations keep their scale.
+    """
+    if weight.ndim != 4 or weight.shape[1] == in_channels or weight.shape[1] != 3:
+        return weight  # nothing to adapt, or not an RGB kernel: the shape check reports it
+    if in_channels == 1:
+        return weight.sum(axis=1, keepdims=True)
+    repeated = np.tile(weight, (1, math.ceil(in_channels / 3), 1, 1))[:, :in_channels]
+    return (repeated * (3 / in_channels)).astype(weight.dtype)
 
 
 def load_torch_state_dict(model, state_dict, allow_new_head=False):
@@ -93,6 +106,8 @@ def load_torch_state_dict(model, state_dict, allow_new_head=False):
     """
     targets = layout(model)
     given = {k: np.asarray(v) for k, v in state_dict.items() if not k.endswith(_IGNORED_SUFFIX)}
+    if "conv1.weight" in targets and "conv1.weight" in given:
+        given["conv1.weight"] = adapt_input_conv(given["conv1.weight"], targets["conv1.weight"][2][1])
     has_top = "fc.weight" in targets
     missing = sorted(set(targets) - set(given))
     unexpected = sorted(k for k in set(given) - set(targets) if has_top or not k.startswith("fc."))

@@ -1,0 +1,77 @@
+"""What several test files share: fixture paths, the tiny configuration, the CLI runner and the backbone harness."""
+
+import csv
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import keras
+import numpy as np
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+# The architecture of the torchvision fixture tv_resnext_tiny.*: one block per stage, 8x4d.
+TINY = dict(depths=(1, 1, 1, 1), cardinality=8, bottleneck_width=4)
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
+
+
+def cli(*args, env=None, timeout=900, **kwargs):
+    """`keras-resnext ARGS...` in a subprocess on the TensorFlow backend, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "keras_resnext.cli", *args], env=env or ENV,
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def log_rows(run_dir):
+    """The rows of a run folder's log.csv."""
+    with open(os.path.join(run_dir, "log.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_json(config):
+    """A config as it reads after a JSON round trip (tuples become lists)."""
+    return json.loads(json.dumps(config))
+
+
+def run_backbone_test(constructor, init_kwargs, input_data, expected_output_shape, tmp_path,
+                      run_mixed_precision_check=True):
+    """Checks a model constructor the same way for every model (keras-hub's `run_vision_backbone_test` idea).
+
+    - the output has the expected shape, symbolically and when run;
+    - the model survives `model.save` / `keras.models.load_model` with equal outputs;
+    - under `mixed_bfloat16` it builds, keeps a float32 head when it has one and
+      gives finite outputs of the same shape.
+    Runs on whichever Keras backend is active.
+    """
+    model = constructor(**init_kwargs)
+    assert tuple(model.output.shape[1:]) == tuple(expected_output_shape[1:])
+    output = keras.ops.convert_to_numpy(model(input_data, training=False))
+    assert output.shape == tuple(expected_output_shape)
+    assert np.all(np.isfinite(output))
+
+    path = tmp_path / f"{model.name}.keras"
+    model.save(path)
+    restored = keras.models.load_model(path)
+    assert _as_json(restored.get_config()) == _as_json(model.get_config())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(restored(input_data, training=False)), output,
+                               atol=1e-5, rtol=1e-5)
+
+    if run_mixed_precision_check:
+        keras.config.set_dtype_policy("mixed_bfloat16")
+        try:
+            mixed = constructor(**init_kwargs)
+            mixed_output = keras.ops.convert_to_numpy(mixed(input_data, training=False))
+        finally:
+            keras.config.set_dtype_policy("float32")
+        assert mixed_output.shape == tuple(expected_output_shape) and np.all(np.isfinite(mixed_output))
+        head = next((layer for layer in mixed.layers if layer.name == "predictions"), None)
+        if head is not None:
+            assert head.compute_dtype == "float32"
+    return model

@@ -1,0 +1,53 @@
+"""The main job and its resumption, run as a user runs them: the real CLI, in subprocesses."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import ENV, cli, log_rows
+from keras_resnext import data
+
+
+@pytest.mark.slow
+def test_main_job_reaches_95_percent_on_digits_and_writes_its_run_folder(main_job):
+    metrics = json.loads((main_job / "metrics.json").read_text())
+    assert metrics["dataset"] == "digits" and metrics["model"] == "resnext11_8x4d"
+    assert metrics["epochs"] == 20 and metrics["seconds"] < 600
+    assert metrics["test_accuracy"] >= 0.95
+    assert (main_job / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(log_rows(main_job)) == 20
+    assert any((main_job / "tensorboard").rglob("events.out.tfevents.*"))
+    assert not (main_job / "backup").exists()  # BackupAndRestore clears it after a finished run
+    model = keras.models.load_model(main_job / "model.keras")
+    x, y = data.digits_arrays("test")
+    images, _ = next(iter(data.load_dataset("digits", "test", batch_size=360)[0]))
+    accuracy = float(np.mean(np.argmax(model.predict(images, verbose=0), axis=1) == y))
+    assert accuracy == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_where_it_stopped(tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "keras_resnext.cli", "train", "--epochs", "8", "--output", str(out)]
+    first = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if (out / "log.csv").exists() and len(log_rows(out)) >= 3:
+            break
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    done_before = len(log_rows(out))
+    assert 3 <= done_before < 8 and (out / "backup").exists()
+    result = cli("train", "--epochs", "8", "--output", str(out), timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_run_here"] == 8 - done_before  # resumed, not restarted
+    assert [int(r["epoch"]) for r in log_rows(out)] == list(range(8))  # nothing lost or repeated
+    assert metrics["test_accuracy"] >= 0.9
