@@ -135,14 +135,17 @@ def _features_model(model, keys):
 
 
 def trunk(x, depths, cardinality, bottleneck_width, *, stem="imagenet", output_stride=32, block_form="grouped",
-          conv_implementation="auto", norm="batch_norm"):
-    """The stem and every stage of a ResNeXt applied to `x`; the last stage's output."""
-    x = _stem(x, stem, norm)
+          conv_implementation="auto", norm="batch_norm", dtype=None):
+    """The stem and every stage of a ResNeXt applied to `x`; the last stage's output.
+
+    `dtype` is the layers' dtype policy (None: the global one).
+    """
+    x = _stem(x, stem, norm, dtype)
     for block in block_plan(depths, cardinality, bottleneck_width, stem=stem, output_stride=output_stride):
         x = ResNeXtBlock(
             block.filters, block.width, cardinality, strides=block.strides, projection=block.projection,
             form=block_form, conv_implementation=conv_implementation, dilation=block.dilation, norm=norm,
-            name=config.block_name(block.stage, block.block),
+            name=config.block_name(block.stage, block.block), dtype=dtype,
         )(x)
     return x
 
@@ -248,19 +251,19 @@ def _image_input(input_tensor, input_shape):
     return input_tensor
 
 
-def _stem(x, stem, norm="batch_norm"):
+def _stem(x, stem, norm="batch_norm", dtype=None):
     (kernel, strides, pad), pool = config.STEM_GEOMETRY[stem]["conv"], config.STEM_GEOMETRY[stem]["pool"]
     # PyTorch pads the stride-2 stem conv and pool symmetrically; Keras "same" would not.
-    x = keras.layers.ZeroPadding2D(pad, name="stem_pad")(x)
-    x = conv2d(config.STEM_CHANNELS, kernel, config.STEM_CONV, strides=strides)(x)
-    x = batch_norm(config.STEM_BN, norm=norm)(x)
-    x = keras.layers.Activation("relu", name=config.STEM_RELU)(x)
+    x = keras.layers.ZeroPadding2D(pad, name="stem_pad", dtype=dtype)(x)
+    x = conv2d(config.STEM_CHANNELS, kernel, config.STEM_CONV, strides=strides, dtype=dtype)(x)
+    x = batch_norm(config.STEM_BN, norm=norm, dtype=dtype)(x)
+    x = keras.layers.Activation("relu", name=config.STEM_RELU, dtype=dtype)(x)
     if pool is None:
         return x
     pool_kernel, pool_strides, pool_pad = pool
     # Zero padding equals PyTorch's -inf padding here: the input is post-ReLU, >= 0.
-    x = keras.layers.ZeroPadding2D(pool_pad, name="pool_pad")(x)
-    return keras.layers.MaxPooling2D(pool_kernel, strides=pool_strides, name="pool")(x)
+    x = keras.layers.ZeroPadding2D(pool_pad, name="pool_pad", dtype=dtype)(x)
+    return keras.layers.MaxPooling2D(pool_kernel, strides=pool_strides, name="pool", dtype=dtype)(x)
 
 
 def _head(x, include_top, pooling, classes, classifier_activation):

@@ -183,3 +183,14 @@ def test_state_dict_wrappers_are_unwrapped():
     inner = {"conv1.weight": np.zeros(1)}
     assert checkpoint._unwrap({"state_dict": {f"module.{k}": v for k, v in inner.items()}}).keys() == inner.keys()
     assert checkpoint._unwrap({"model": inner}).keys() == inner.keys()
+
+
+def test_a_keras_hub_backbone_gets_pretrained_weights_by_preset(tiny_registry, tiny_io):
+    pytest.importorskip("keras_hub")
+    from keras_resnext.hub import ResNeXtBackbone
+
+    backbone = ResNeXtBackbone.from_preset("resnext_tiny.test_in1k")  # downloaded, verified, converted
+    pooled = np.mean(np.asarray(backbone.predict(tiny_io["x_nhwc_64"], verbose=0)), axis=(1, 2))
+    np.testing.assert_allclose(pooled, tiny_io["pooled_64"], atol=1e-4)
+    assert backbone.pretrained_cfg["tag"] == "test_in1k"
+    assert tiny_registry.gets[HUB_KEY] == 1
