@@ -1,6 +1,6 @@
 """keras-resnext: ResNeXt (Xie et al., CVPR 2017) for Keras 3."""
 
-from keras_resnext import config, flops, grouped_conv, layers, models, weights
+from keras_resnext import config, flops, folders, grouped_conv, layers, models, weights
 from keras_resnext.imagenet_utils import decode_predictions, preprocess_input
 from keras_resnext.models import (
     ResNeXt,
@@ -33,6 +33,7 @@ __all__ = [
     "config",
     "decode_predictions",
     "flops",
+    "folders",
     "grouped_conv",
     "layers",
     "models",

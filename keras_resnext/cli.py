@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-from keras_resnext.config import DATASETS, STEMS, STRATEGIES, TUNERS
+from keras_resnext.config import DATASETS, OUTPUT_STRIDES, STEMS, STRATEGIES, TUNERS
 
 
 def _quiet_tensorflow():
@@ -17,16 +17,26 @@ def _quiet_tensorflow():
 
 
 def cmd_summary(args):
-    import keras
-
     from keras_resnext import config, models
-    from keras_resnext.flops import layer_macs
 
     constructor = models.constructor_for(args.model)
     if args.input_size is None:
-        args.input_size = config.STEM_GEOMETRY[config.VARIANTS[constructor.variant].get("stem", "imagenet")][
-            "input_size"]
-    model = constructor(weights=None, input_shape=(args.input_size, args.input_size, 3))
+        stem = config.VARIANTS[constructor.variant].get("stem", "imagenet")
+        args.input_size = config.STEM_GEOMETRY[stem]["input_size"]
+    shape = (args.input_size, args.input_size, 3)
+    if args.features:
+        model = constructor(weights=None, input_shape=shape, features_only=True, output_stride=args.output_stride)
+        _print_features(model, args.input_size)
+    else:
+        _print_layers(constructor(weights=None, input_shape=shape, output_stride=args.output_stride), args.input_size)
+
+
+def _print_layers(model, input_size):
+    """The layer table: output shape, parameters and exact MACs of every layer."""
+    import keras
+
+    from keras_resnext.flops import layer_macs
+
     rows = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
@@ -35,13 +45,22 @@ def cmd_summary(args):
         rows.append((layer.name, type(layer).__name__, str(tuple(layer.output.shape[1:])),
                      layer.count_params(), layer_macs(layer, shape)))
     width = max(len(r[0]) for r in rows)
-    print(f"{model.name}  input {args.input_size}x{args.input_size}x3")
+    print(f"{model.name}  input {input_size}x{input_size}x3")
     print(f"{'layer':{width}s}  {'type':20s} {'output':18s} {'params':>12s} {'MACs':>15s}")
     for name, kind, out, params, macs in rows:
         print(f"{name:{width}s}  {kind:20s} {out:18s} {params:12,d} {macs:15,d}")
     trainable = sum(int(v.numpy().size) for v in model.trainable_weights)
     print(f"{'total':{width}s}  {'':20s} {'':18s} {model.count_params():12,d} {sum(r[4] for r in rows):15,d}")
     print(f"trainable parameters: {trainable:,d}")
+
+
+def _print_features(model, input_size):
+    """The feature levels of a backbone: key, layer, output shape, channels and stride."""
+    print(f"{model.name}  input {input_size}x{input_size}x3  feature levels (pyramid_outputs / feature_info)")
+    print(f"{'level':6s} {'layer':16s} {'output':20s} {'channels':>8s} {'stride':>6s}")
+    for info in model.feature_info:
+        shape = str(tuple(model.get_layer(info["module"]).output.shape[1:]))
+        print(f"{info['key']:6s} {info['module']:16s} {shape:20s} {info['num_chs']:8d} {info['reduction']:6d}")
 
 
 def cmd_train(args):
@@ -51,7 +70,8 @@ def cmd_train(args):
         model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
         output=args.output, weights=args.weights, data_dir=args.data_dir, download=args.download,
         strategy=args.strategy, precision=args.precision, seed=args.seed, schedule=args.schedule,
-        label_smoothing=args.label_smoothing,
+        label_smoothing=args.label_smoothing, val_split=args.val_split, strict=args.strict,
+        class_weight=args.class_weight, image_size=args.image_size, freeze_epochs=args.freeze_epochs,
     )
     print(f"test accuracy {metrics['test_accuracy']:.4f} after {metrics['epochs']} epochs "
           f"({metrics['seconds']:.0f} s); run folder: {metrics['output']}")
@@ -68,9 +88,13 @@ def cmd_predict(args):
     from keras_resnext import jobs
 
     if not args.model_file and not args.model:
-        raise SystemExit("keras-resnext predict: give --model-file RUN/model.keras, or --model NAME [--weights TAG].")
+        raise ValueError("give --model-file RUN/model.keras, or --model NAME [--weights TAG].")
     results = jobs.predict(args.images, model_path=args.model_file, model=args.model, weights=args.weights,
-                           top=args.top)
+                           top=args.top, show_progress=True)
+    csv_path = args.csv or ("predictions.csv" if any(os.path.isdir(p) for p in args.images) else None)
+    if csv_path:
+        jobs.write_predictions_csv(csv_path, results)
+        print(f"wrote {csv_path} ({len(results)} images)")
     failed = 0
     for path, result in results.items():
         if isinstance(result, str):
@@ -157,7 +181,8 @@ def _add_data_arguments(p, dataset_default="digits"):
 
 def _train_parser(sub):
     p = sub.add_parser("train", help="train a model (default: a small ResNeXt on the embedded digits)")
-    p.add_argument("--model", default="default", help="'default' (resnext11_8x4d) or a constructor, e.g. ResNeXt29_8x64d")
+    p.add_argument("--model", default="default",
+                   help="'default' (resnext11_8x4d), a constructor (ResNeXt50), or depths:C:d (3,4,6,3:32:4)")
     _add_data_arguments(p)
     p.add_argument("--epochs", type=int, default=None, help="default: 20 for digits, 300 for CIFAR, 90 otherwise")
     p.add_argument("--batch-size", type=int, default=64, help="per replica; the lr scales with the global batch")
@@ -168,6 +193,13 @@ def _train_parser(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--schedule", default="step", choices=("step", "cosine"))
     p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--image-size", type=int, default=None, help="training image side (default: the data set's)")
+    p.add_argument("--freeze-epochs", type=int, default=None,
+                   help="fine-tuning: epochs with the backbone frozen before training all layers (default 1)")
+    p.add_argument("--val-split", type=float, default=0.2,
+                   help="folder:<root> without a test split: the stratified fraction held out (default 0.2)")
+    p.add_argument("--strict", action="store_true", help="refuse image files that do not decode (default: skip)")
+    p.add_argument("--class-weight", default=None, choices=("balanced",), help="weigh the loss by 1 / class frequency")
     p.set_defaults(func=cmd_train)
 
 
@@ -185,6 +217,7 @@ def _predict_parser(sub):
     p.add_argument("--model", default=None, help="or a constructor name with --weights")
     p.add_argument("--weights", default="imagenet")
     p.add_argument("--top", type=int, default=5)
+    p.add_argument("--csv", default=None, help="write the predictions as CSV (default predictions.csv for a folder)")
     p.set_defaults(func=cmd_predict)
 
 
@@ -227,6 +260,8 @@ def _summary_parser(sub):
     p = sub.add_parser("summary", help="layer, parameter and MAC table of a model")
     p.add_argument("model", help="e.g. ResNeXt50")
     p.add_argument("--input-size", type=int, default=None, help="image side (default: the model's)")
+    p.add_argument("--features", action="store_true", help="the feature levels (a backbone's view) instead of layers")
+    p.add_argument("--output-stride", type=int, default=32, choices=OUTPUT_STRIDES, help="dilate instead of striding")
     p.set_defaults(func=cmd_summary)
 
 
@@ -247,8 +282,9 @@ def main(argv=None):
     args = make_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as e:  # bad input: say what was wrong, without a traceback
-        raise SystemExit(f"keras-resnext {args.command}: {e}") from None
+    except ValueError as e:  # bad input: say what was wrong, without a traceback; exit 2 as argparse does
+        print(f"keras-resnext {args.command}: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ deterministic and still differs from epoch to epoch.
 """
 
 import dataclasses
+import functools
 import math
 import os
 
@@ -33,6 +34,7 @@ class DatasetInfo:
     image_size: int
     mean: tuple
     std: tuple
+    details: dict = None  # what else a run records of its data (an image folder's split and counts)
 
 
 def load_dataset(
@@ -48,13 +50,17 @@ def load_dataset(
     seed=None,
     crop_pct=0.875,
     drop_remainder=None,
+    val_split=0.2,
+    split_seed=0,
+    strict=False,
 ):
     """A batched, prefetched `tf.data.Dataset` of `(images, labels)` and its `DatasetInfo`.
 
     Args:
         name: `"digits"` (scikit-learn's handwritten digits, shipped with the
             package's dependencies), `"cifar10"`, `"cifar100"`, `"imagenet2012"`
-            or `"folder:/path"` (a tree `path/<split>/<class>/<image>`).
+            or `"folder:/path"` (a tree `path/<class>/<image>` or
+            `path/<split>/<class>/<image>`, see `keras_resnext.folders`).
         split: `"train"` or `"test"` (`"validation"` for ImageNet), or a tfds split.
         training: augment and shuffle; defaults to `split == "train"`.
         image_size: output side; defaults to 32 (digits, CIFAR) or 224.
@@ -65,10 +71,14 @@ def load_dataset(
         seed: makes shuffling and augmentation deterministic.
         crop_pct: ImageNet evaluation crop (resize to size / crop_pct, then
             center-crop), e.g. from a pretrained tag's `test_crop_pct`.
+        val_split, split_seed, strict: for image folders, the fraction held out
+            as the test split when the folder has none (stratified; the same
+            `split_seed` gives the same split on every rerun), and whether a file
+            that does not decode is refused instead of skipped.
     """
     training = split == "train" if training is None else training
     drop_remainder = training if drop_remainder is None else drop_remainder
-    ds, info, augment = _source(name, split, data_dir, download)
+    ds, info, augment = _source(name, split, data_dir, download, val_split, split_seed, strict)
     info = dataclasses.replace(info, image_size=image_size or info.image_size)
     if cache:
         ds = ds.cache()
@@ -89,7 +99,7 @@ def load_dataset(
     return ds.with_options(options).prefetch(AUTOTUNE), info
 
 
-def _source(name, split, data_dir, download):
+def _source(name, split, data_dir, download, val_split=0.2, seed=0, strict=False):
     """`(examples, info, augment)`: decoded `(image, label)` pairs and the data set's augmentation.
 
     `augment` is the paper's pad-and-crop for small images, or None for the
@@ -101,7 +111,10 @@ def _source(name, split, data_dir, download):
     if name in ("cifar10", "cifar100"):
         ds, info = _tfds(name, split, data_dir, download, CIFAR_MEAN, CIFAR_STD, 32)
         return ds, info, _pad_crop_augment(pad=4, flip=True)
-    if name == "imagenet2012" or name.startswith("folder:"):
+    if name.startswith("folder:"):
+        ds, info = _image_folder(name[len("folder:"):], split, val_split, seed, strict)
+        return ds, info, None
+    if name == "imagenet2012":
         ds, info = _tfds(name, split, data_dir, download, IMAGENET_MEAN, IMAGENET_STD, 224)
         return ds, info, None
     raise ValueError(f"Unknown dataset {name!r}; expected one of {', '.join(DATASETS)}.")
@@ -150,17 +163,11 @@ def _tfds(name, split, data_dir, download, mean, std, image_size):
     import tensorflow_datasets as tfds
 
     data_dir = os.path.expanduser(data_dir) if data_dir else None
-    if name.startswith("folder:"):
-        root = os.path.expanduser(name[len("folder:"):])
-        if not os.path.isdir(root):
-            raise ValueError(f"Image folder {root!r} does not exist; expected {root}/<split>/<class>/<image>.")
-        builder = tfds.folder_dataset.ImageFolder(root)
-    else:
-        builder = tfds.builder(name, data_dir=data_dir)
-        if not builder.is_prepared():
-            if not download:
-                raise ValueError(_not_prepared_message(name, builder.data_dir))
-            builder.download_and_prepare()
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+        if not download:
+            raise ValueError(_not_prepared_message(name, builder.data_dir))
+        builder.download_and_prepare()
     splits = builder.info.splits
     if splits and split not in splits:
         raise ValueError(f"{name} has splits {', '.join(splits)}; received split={split!r}.")
@@ -169,6 +176,32 @@ def _tfds(name, split, data_dir, download, mean, std, image_size):
     label = builder.info.features["label"]
     num_examples = splits[split].num_examples if split in splits else -1  # unknown (e.g. mocked)
     info = DatasetInfo(name, label.num_classes, tuple(label.names), num_examples, image_size, mean, std)
+    return ds, info
+
+
+@functools.lru_cache(maxsize=8)
+def scan_folder(root, val_split, seed, strict):
+    """`keras_resnext.folders.scan`, once per process for the same arguments (train and test share it)."""
+    from keras_resnext import folders
+
+    return folders.scan(root, val_split=val_split, seed=seed, strict=strict)
+
+
+def _image_folder(root, split, val_split, seed, strict):
+    folder = scan_folder(root, val_split, seed, strict)
+    if split not in folder.splits:
+        raise ValueError(f"The image folder {root!r} has splits {', '.join(folder.splits)}; received split={split!r}.")
+    items = folder.splits[split]
+    paths = tf.constant([path for path, _ in items], tf.string)
+    labels = tf.constant([label for _, label in items], tf.int64)
+
+    def decode(path, label):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        return tf.ensure_shape(image, [None, None, 3]), label
+
+    ds = tf.data.Dataset.from_tensor_slices((paths, labels)).map(decode, num_parallel_calls=AUTOTUNE)
+    info = DatasetInfo(f"folder:{root}", len(folder.class_names), folder.class_names, len(items), 224,
+                       IMAGENET_MEAN, IMAGENET_STD, details=folder.summary())
     return ds, info
 
 

@@ -1,9 +1,12 @@
 """The command line's jobs as functions: train, evaluate, predict, tune."""
 
 import datetime
+import functools
 import json
 import os
+import shutil
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -22,13 +25,31 @@ DEFAULT_EPOCHS = {"digits": 20, "cifar10": 300, "cifar100": 300}
 SMALL_IMAGE_DATASETS = ("digits", "cifar10", "cifar100")
 
 
-def build_model(name, classes, image_size, weights=None):
-    """The default model, or a named constructor, for `classes` classes of `image_size` images."""
-    input_shape = (image_size, image_size, 3)
+def model_constructor(name):
+    """A constructor by name: "default" (resnext11_8x4d), a named one ("ResNeXt50"), or "depths:C:d" ("1,1,1,1:8:4")."""
     if name in (None, "default"):
-        return models.ResNeXt(**DEFAULT_MODEL, classes=classes, input_shape=input_shape, weights=weights)
-    constructor = models.constructor_for(name)
+        return functools.partial(models.ResNeXt, **DEFAULT_MODEL)
+    if ":" in str(name):
+        try:
+            depths, cardinality, bottleneck_width = str(name).split(":")
+            depths = tuple(int(d) for d in depths.split(","))
+            return functools.partial(models.ResNeXt, depths, int(cardinality), int(bottleneck_width))
+        except ValueError:
+            raise ValueError(f"Cannot read model {name!r}: give depths:C:d, e.g. 1,1,1,1:8:4 or 3,4,6,3:32:4.") from None
+    return models.constructor_for(name)
+
+
+def build_model(name, classes, image_size, weights=None):
+    """The model `name` (see `model_constructor`) for `classes` classes of `image_size` images.
+
+    Pretrained weights with another class count keep their backbone and get a new
+    head for `classes` (one warning says so).
+    """
+    constructor = model_constructor(name)
+    input_shape = (image_size, image_size, 3)
     if weights is not None and classes != 1000:
+        warnings.warn(f"Fine-tuning: the pretrained classifier is replaced by a new {classes}-class head.",
+                      stacklevel=2)
         return training.finetune_model(constructor, classes, weights=weights, input_shape=input_shape,
                                        freeze_backbone=False)
     return constructor(weights=weights, classes=classes, input_shape=input_shape)
@@ -49,8 +70,23 @@ def train(
     schedule="step",
     label_smoothing=0.0,
     verbose="auto",
+    val_split=0.2,
+    strict=False,
+    class_weight=None,
+    image_size=None,
+    freeze_epochs=None,
 ):
     """Trains, evaluates and writes a run folder; returns the metrics dict.
+
+    For `dataset="folder:<root>"`, `val_split` is the stratified fraction held out
+    when the folder has no test split (the same on every rerun), `strict` refuses
+    files that do not decode instead of skipping them, and `class_weight="balanced"`
+    weighs the loss by inverse class frequency.
+
+    Fine-tuning (`weights` with another class count than theirs) replaces the head
+    and trains in two phases: `freeze_epochs` (default 1) with the backbone frozen,
+    so the new head settles without disturbing the pretrained features, then all
+    layers to `epochs`. `freeze_epochs=0` trains everything from the start.
 
     The folder holds metrics.json, model.keras, curves.png, log.csv, tensorboard/
     and, while the run is in progress, backup/ (a killed run started again with
@@ -59,38 +95,85 @@ def train(
     epochs = epochs or DEFAULT_EPOCHS.get(dataset, 90)
     output = output or _default_output(model, dataset)
     run_dir = output if distribute.is_chief() else os.path.join(output, f"worker_{distribute.task()[1]}")
-    os.makedirs(run_dir, exist_ok=True)
     keras.utils.set_random_seed(seed)
     training.set_precision(precision)
     strat = distribute.make_strategy(strategy)
     global_batch = batch_size * strat.num_replicas_in_sync
-    image_size = None if model in (None, "default") or dataset in SMALL_IMAGE_DATASETS else 224
-    train_ds, test_ds, info = _train_and_test_data(dataset, global_batch, image_size, seed, data_dir, download,
-                                                   one_hot=bool(label_smoothing))
+    if image_size is None and not (model in (None, "default") or dataset in SMALL_IMAGE_DATASETS):
+        image_size = 224
+    data_options = dict(image_size=image_size, seed=seed, data_dir=data_dir, download=download,
+                        val_split=val_split, strict=strict, one_hot=bool(label_smoothing))
+    train_ds, test_ds, info, global_batch = _fitting_batches(dataset, global_batch, data_options)
+    weights_per_class = _class_weights(info, class_weight)
+    os.makedirs(run_dir, exist_ok=True)  # only once the data is known to be good: bad input writes nothing
     steps = max(info.num_examples // global_batch, 1)
     recipe = training.imagenet_recipe if info.image_size >= 128 else training.cifar_recipe
     with strat.scope():
         net = build_model(model, info.num_classes, info.image_size, weights)
-        optimizer, loss = recipe(steps, epochs=epochs, batch_size=global_batch, schedule=schedule,
-                                 label_smoothing=label_smoothing)
-        net.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
 
-    start = time.perf_counter()
-    history = net.fit(train_ds, validation_data=test_ds, epochs=epochs,
-                      callbacks=training.default_callbacks(run_dir), verbose=verbose)
-    seconds = time.perf_counter() - start
-    metrics = dict(output=run_dir, **_run_metrics(net, history, test_ds, info, strat), dataset=dataset,
-                   epochs=epochs, batch_size=global_batch, strategy=strategy, seconds=round(seconds, 1))
+    compile_phase = functools.partial(_compile_phase, net, strat, recipe, steps, batch_size=global_batch,
+                                      schedule=schedule, label_smoothing=label_smoothing)
+    finetuning = weights is not None and info.num_classes != 1000
+    phases = _phases(epochs, (1 if finetuning else 0) if freeze_epochs is None else freeze_epochs)
+    metrics = _fit_and_report(net, compile_phase, phases, train_ds, test_ds, info, strat, run_dir,
+                              weights_per_class, verbose)
+    metrics.update(dataset=dataset, batch_size=global_batch, strategy=strategy, class_weight=class_weight,
+                   phases=[dict(start=a, end=b, backbone_frozen=f) for a, b, f in phases])
     _write_run(run_dir, net, metrics)
     return metrics
 
 
-def _run_metrics(net, history, test_ds, info, strat):
+def _compile_phase(net, strat, recipe, steps, frozen, phase_epochs, **recipe_options):
+    """Compiles `net` for one training phase: backbone frozen or not, the recipe over the phase's epochs."""
+    with strat.scope():
+        training.set_backbone_trainable(net, not frozen)
+        optimizer, loss = recipe(steps, epochs=phase_epochs, **recipe_options)
+        net.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+
+
+def _phases(epochs, freeze_epochs):
+    """`[(first epoch, end epoch, backbone frozen)]`: a frozen warm-up phase, if any, then the rest."""
+    if isinstance(freeze_epochs, bool) or not isinstance(freeze_epochs, int) or not 0 <= freeze_epochs < epochs:
+        raise ValueError(f"`freeze_epochs` must be 0 to epochs - 1 ({epochs - 1}); received {freeze_epochs!r}.")
+    return ([(0, freeze_epochs, True)] if freeze_epochs else []) + [(freeze_epochs, epochs, False)]
+
+
+def _fit_and_report(net, compile_phase, phases, train_ds, test_ds, info, strat, run_dir, class_weight, verbose):
+    """Fits `net` phase by phase with the run's callbacks, then evaluates it: the metrics of the run.
+
+    Each phase resumes after a kill from its own backup; a finished phase leaves its
+    weights in backup/, so a rerun continues with the next phase from them.
+    """
+    start, epochs_run = time.perf_counter(), 0
+    for i, (first, end, frozen) in enumerate(phases, start=1):
+        finished = os.path.join(run_dir, "backup", f"phase{i}.weights.h5")
+        if os.path.exists(finished):
+            net.load_weights(finished)
+            continue
+        compile_phase(frozen, end - first)
+        backup = "backup" if len(phases) == 1 else os.path.join("backup", f"phase{i}")
+        history = net.fit(train_ds, validation_data=test_ds, initial_epoch=first, epochs=end,
+                          class_weight=class_weight, verbose=verbose,
+                          shuffle=False,  # the pipeline shuffles; Keras would only warn that it ignores this
+                          callbacks=training.default_callbacks(run_dir, backup_dir=backup))
+        epochs_run += len(history.epoch)
+        if i < len(phases):
+            with files.atomic_path(finished) as tmp:
+                net.save_weights(tmp)
+    shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
+    seconds = time.perf_counter() - start
+    metrics = dict(output=run_dir, **_run_metrics(net, test_ds, info, strat), epochs=phases[-1][1],
+                   epochs_run_here=epochs_run, seconds=round(seconds, 1), data=info.details)
+    metrics["per_class"] = per_class_report(net, test_ds, info.class_names,
+                                            os.path.join(run_dir, "confusion_matrix.png"))
+    return metrics
+
+
+def _run_metrics(net, test_ds, info, strat):
     """What a finished run reports in metrics.json, besides its arguments."""
     test_loss, test_accuracy = net.evaluate(test_ds, verbose=0)
     return {
         "model": net.name,
-        "epochs_run_here": len(history.epoch),
         "replicas": strat.num_replicas_in_sync,
         "strategy_class": type(strat).__name__,
         "precision": keras.config.dtype_policy().name,
@@ -107,14 +190,37 @@ def _run_metrics(net, history, test_ds, info, strat):
 
 def _default_output(model, dataset):
     stamp = f"{datetime.datetime.now():%Y%m%d-%H%M%S}"
-    return os.path.join("runs", f"{stamp}-{model}-{dataset.replace(':', '_').replace('/', '_')}")
+    return os.path.join("runs", f"{stamp}-{model}-{_safe(dataset)}")
 
 
-def _train_and_test_data(dataset, batch_size, image_size, seed, data_dir, download, one_hot=False):
+def _safe(dataset):
+    """A data set name as part of a file name (`folder:/a/b` -> `folder__a_b`)."""
+    return dataset.replace(":", "_").replace("/", "_")
+
+
+def _fitting_batches(dataset, batch_size, data_options):
+    """`_train_and_test_data` with the batch lowered to the training set's size if it is smaller.
+
+    Training drops the last partial batch, so a set smaller than a batch would train on nothing.
+    """
+    train_ds, test_ds, info = _train_and_test_data(dataset, batch_size, **data_options)
+    if 0 < info.num_examples < batch_size:
+        print(f"keras-resnext: {info.num_examples} training images, fewer than a batch of {batch_size}; "
+              f"training with batches of {info.num_examples}.")
+        batch_size = info.num_examples
+        train_ds, test_ds, info = _train_and_test_data(dataset, batch_size, **data_options)
+    return train_ds, test_ds, info, batch_size
+
+
+def _train_and_test_data(dataset, batch_size, image_size, seed, data_dir, download, one_hot=False, val_split=0.2,
+                         strict=False):
     """The training and evaluation pipelines of `dataset`, and its `DatasetInfo`."""
     common = dict(batch_size=batch_size, data_dir=data_dir, download=download, image_size=image_size,
-                  cache=dataset == "digits")
+                  cache=dataset == "digits", val_split=val_split, split_seed=seed, strict=strict)
     train_ds, info = data.load_dataset(dataset, "train", seed=seed, **common)
+    if info.details:
+        counts = info.details["counts"]["train"]
+        print("keras-resnext: training images per class: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     test_ds, _ = data.load_dataset(dataset, eval_split(dataset), **common)
     if one_hot:  # label smoothing needs one-hot targets
         def encode(x, y):
@@ -122,6 +228,37 @@ def _train_and_test_data(dataset, batch_size, image_size, seed, data_dir, downlo
 
         train_ds, test_ds = train_ds.map(encode), test_ds.map(encode)
     return train_ds, test_ds, info
+
+
+def _class_weights(info, class_weight):
+    """`{label: weight}` for `fit`: None, or "balanced" (n / (classes * n_c), scikit-learn's rule)."""
+    if class_weight is None:
+        return None
+    if class_weight != "balanced":
+        raise ValueError(f"`class_weight` must be None or 'balanced'; received {class_weight!r}.")
+    if not info.details:
+        raise ValueError("class_weight='balanced' needs per-class counts: an image folder (folder:<root>).")
+    counts = list(info.details["counts"]["train"].values())
+    return {label: sum(counts) / (len(counts) * n) for label, n in enumerate(counts) if n}
+
+
+def per_class_report(net, dataset, class_names, png=None):
+    """Per-class precision, recall, F1 and support on `dataset` (scikit-learn), and the confusion matrix PNG."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    truth, predicted = [], []
+    for images, labels in dataset:
+        labels = keras.ops.convert_to_numpy(labels)
+        truth.append(labels.argmax(-1) if labels.ndim > 1 else labels)
+        predicted.append(np.argmax(net.predict_on_batch(images), axis=-1))
+    truth, predicted = np.concatenate(truth), np.concatenate(predicted)
+    labels = list(range(len(class_names)))
+    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, labels=labels,
+                                                                     zero_division=0)
+    if png:
+        plots.confusion_matrix(confusion_matrix(truth, predicted, labels=labels), class_names, png)
+    return {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                   "support": int(support[i])} for i, name in enumerate(class_names)}
 
 
 def _write_run(run_dir, net, metrics):
@@ -145,23 +282,34 @@ def load_run_model(path):
 
 
 def evaluate(model_path, dataset="digits", batch_size=128, data_dir=None, download=False):
-    """Test accuracy and loss of a saved model on a data set's test split."""
-    model, _ = load_run_model(model_path)
+    """Test accuracy, loss and per-class results of a saved model on a data set's test split.
+
+    An image folder is split as the run that trained the model split it (its
+    metrics.json records the fraction and seed). The confusion matrix is written
+    beside the model as `confusion_matrix_<dataset>.png`.
+    """
+    model, metrics = load_run_model(model_path)
     size = model.inputs[0].shape[1]
-    ds, info = data.load_dataset(dataset, eval_split(dataset), batch_size=batch_size, data_dir=data_dir, download=download,
-                                 image_size=size)
+    split = metrics.get("data") or {}
+    ds, info = data.load_dataset(dataset, eval_split(dataset), batch_size=batch_size, data_dir=data_dir,
+                                 download=download, image_size=size, val_split=split.get("val_split", 0.2),
+                                 split_seed=split.get("seed", 0))
     if model.output.shape[-1] != info.num_classes:
         raise ValueError(
             f"The model predicts {model.output.shape[-1]} classes but {dataset} has {info.num_classes}."
         )
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     loss, accuracy = model.evaluate(ds, verbose=0)
+    png = os.path.join(os.path.dirname(os.path.abspath(model_path)), f"confusion_matrix_{_safe(dataset)}.png")
     return {"dataset": dataset, "test_accuracy": float(accuracy), "test_loss": float(loss),
-            "examples": info.num_examples}
+            "examples": info.num_examples, "per_class": per_class_report(model, ds, info.class_names, png),
+            "confusion_matrix": png}
 
 
-def predict(paths, model_path=None, model=None, weights="imagenet", top=5):
+def predict(paths, model_path=None, model=None, weights="imagenet", top=5, show_progress=False):
     """Top-k `(class name, probability)` per image path; an unreadable file gets an error string.
+
+    A folder among `paths` stands for every image file under it (sorted).
 
     Uses a saved run (`model_path`, with its class names and preprocessing) or a
     named constructor with pretrained weights (ImageNet classes).
@@ -169,8 +317,12 @@ def predict(paths, model_path=None, model=None, weights="imagenet", top=5):
     import tensorflow as tf
 
     net, size, mean, std, names = _predictor(model_path, model, weights)
+    paths = expand_image_paths(paths)
+    progress = keras.utils.Progbar(len(paths), unit_name="image") if len(paths) > 1 and show_progress else None
     results = {}
     for path in paths:
+        if progress:
+            progress.add(1)
         try:
             image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
         except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
@@ -183,6 +335,36 @@ def predict(paths, model_path=None, model=None, weights="imagenet", top=5):
         best = np.argsort(probs)[::-1][:top]
         results[path] = [(names[i], float(probs[i])) for i in best]
     return results
+
+
+def expand_image_paths(paths):
+    """`paths` with each folder replaced by the image files under it, sorted."""
+    from keras_resnext.folders import IMAGE_EXTENSIONS
+
+    expanded = []
+    for path in paths:
+        if not os.path.isdir(path):
+            expanded.append(path)
+            continue
+        for dirpath, _, filenames in sorted(os.walk(path)):
+            expanded += [os.path.join(dirpath, f) for f in sorted(filenames) if f.lower().endswith(IMAGE_EXTENSIONS)]
+    return expanded
+
+
+def write_predictions_csv(path, results):
+    """One row per image: path, then class and probability for each of the top k (or the error)."""
+    top = max((len(r) for r in results.values() if not isinstance(r, str)), default=0)
+    columns = ["path", *[f"{kind}_{i}" for i in range(1, top + 1) for kind in ("class", "probability")], "error"]
+    rows = []
+    for image, result in results.items():
+        row = {"path": image}
+        if isinstance(result, str):
+            row["error"] = result
+        else:
+            for i, (name, probability) in enumerate(result, start=1):
+                row[f"class_{i}"], row[f"probability_{i}"] = name, f"{probability:.6f}"
+        rows.append(row)
+    files.write_csv(path, rows, columns)
 
 
 def _predictor(model_path, model, weights):

@@ -1,6 +1,8 @@
-"""The pictures a run writes: training curves and the cardinality-vs-accuracy plot."""
+"""The pictures a run writes: training curves, the confusion matrix and the cardinality-vs-accuracy plot."""
 
 import csv
+
+import numpy as np
 
 from keras_resnext.files import atomic_path
 
@@ -51,4 +53,19 @@ def accuracy_vs_cardinality(rows, budget_macs, png):
     ax.set_ylabel("validation accuracy")
     ax.set_title(f"Fixed budget: {budget_macs / 1e6:,.1f}M MACs")
     ax.grid(alpha=0.3)
+    _save(fig, png)
+
+
+def confusion_matrix(matrix, class_names, png):
+    """The confusion matrix as a picture: true class by row, predicted by column, counts in the cells."""
+    size = max(4, 0.5 * len(class_names) + 2)
+    fig, ax = _pyplot().subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ticks = range(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=45, ha="right")
+    ax.set_yticks(ticks, class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black")
     _save(fig, png)

@@ -158,12 +158,15 @@ def finetune_model(constructor, classes, weights="imagenet", input_shape=None, f
     return set_backbone_trainable(model, not freeze_backbone)
 
 
-def default_callbacks(output_dir, backup=True, tensorboard=True):
-    """BackupAndRestore (resume where a killed run stopped), TerminateOnNaN, CSV log, TensorBoard."""
+def default_callbacks(output_dir, backup=True, tensorboard=True, backup_dir="backup"):
+    """BackupAndRestore (resume where a killed run stopped), TerminateOnNaN, CSV log, TensorBoard.
+
+    The backup lives in `output_dir/backup_dir`.
+    """
     callbacks = [keras.callbacks.TerminateOnNaN(), keras.callbacks.CSVLogger(os.path.join(output_dir, "log.csv"),
                                                                              append=True)]
     if backup:
-        callbacks.insert(0, keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")))
+        callbacks.insert(0, keras.callbacks.BackupAndRestore(os.path.join(output_dir, backup_dir)))
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard"), write_graph=False))
     return callbacks

@@ -57,3 +57,15 @@ def test_cli_summary_prints_exact_totals():
     assert "trainable parameters: 25,028,904" in result.stdout
     unknown = cli("summary", "ResNeXt49")
     assert unknown.returncode != 0 and "unknown model 'ResNeXt49'" in unknown.stderr
+
+
+def test_cli_summary_prints_the_feature_levels_of_a_backbone():
+    result = cli("summary", "ResNeXt50", "--features", "--output-stride", "16")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith("P")]
+    assert [(r[0], r[1], r[-2], r[-1]) for r in rows] == [
+        ("P1", "stem_relu", "64", "2"), ("P2", "stage1_block3", "256", "4"), ("P3", "stage2_block4", "512", "8"),
+        ("P4", "stage3_block6", "1024", "16"), ("P5", "stage4_block3", "2048", "16")]
+    assert "(14, 14, 2048)" in result.stdout  # stage 4 dilated: still 14x14 at 224
+    bad = cli("summary", "ResNeXt50", "--features", "--output-stride", "4")
+    assert bad.returncode == 2 and "invalid choice: 4" in bad.stderr

@@ -194,3 +194,14 @@ def test_a_keras_hub_backbone_gets_pretrained_weights_by_preset(tiny_registry, t
     np.testing.assert_allclose(pooled, tiny_io["pooled_64"], atol=1e-4)
     assert backbone.pretrained_cfg["tag"] == "test_in1k"
     assert tiny_registry.gets[HUB_KEY] == 1
+
+
+def test_a_pretrained_model_knows_its_weights_and_their_eval_transform(tiny_registry):
+    model = kr.ResNeXt(**TINY, include_top=False, weights="test_in1k", features_only=True)
+    assert model.pretrained_cfg["tag"] == "test_in1k" and model.pretrained_cfg["model"] == "resnext_tiny"
+    transform = kr.weights.eval_transform(model)  # no variant or tag repeated
+    assert transform.name == "resnext_tiny_test_in1k_eval_transform"
+    size = TEST_ENTRY["test_input_size"]
+    assert tuple(transform(np.zeros((1, 300, 400, 3), "float32")).shape) == (1, size, size, 3)
+    with pytest.raises(ValueError, match="not built with pretrained weights"):
+        kr.weights.eval_transform(kr.ResNeXt(**TINY, include_top=False))

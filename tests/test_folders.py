@@ -1,0 +1,152 @@
+"""Your own images: both folder layouts, bad files, small data, per-class results, and bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from helpers import cli
+from keras_resnext import data, folders
+
+FORMATS = ("png", "jpeg", "bmp", "gif", "webp")
+
+
+def _encode(image, fmt, channels=3):
+    """`image` in format `fmt`, stored with 1 (gray), 3 (RGB) or 4 (RGBA) channels."""
+    import io
+
+    from PIL import Image
+
+    pixels = {1: image[..., 0], 3: image, 4: np.concatenate([image, np.full_like(image[..., :1], 255)], -1)}
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[channels]).save(buffer, format=fmt.upper())
+    return buffer.getvalue()
+
+
+def make_tree(root, per_class=12, classes=("cat", "dog"), split=None, size=24, corrupt=2):
+    """A tree of small images, a class = a colour, in mixed formats, with `corrupt` garbage .png files."""
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(classes):
+        folder = root / split / name if split else root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            image = rng.integers(0, 60, (size, size, 3), dtype="uint8")
+            image[..., label % 3] += 180  # the class is the dominant colour
+            fmt = FORMATS[i % len(FORMATS)]
+            channels = {0: 1, 5: 4}.get(i % 7, 3) if fmt == "png" else 3  # gray and RGBA PNGs too
+            (folder / f"{name}_{i}.{'jpg' if fmt == 'jpeg' else fmt}").write_bytes(_encode(image, fmt, channels))
+    for i in range(corrupt):
+        (root / (split or "") / classes[0] / f"broken_{i}.png").write_bytes(b"not an image at all" * i)
+    (root / (split or "") / classes[0] / "notes.txt").write_text("ignored")
+    (root / (split or "") / classes[1] / ".DS_Store").write_bytes(b"\0\1")
+    return root
+
+
+def test_a_flat_tree_gets_a_stable_stratified_split_and_bad_files_are_skipped(tmp_path):
+    make_tree(tmp_path, per_class=10)
+    with pytest.warns(UserWarning, match="Skipping 2 file\\(s\\) that are not decodable images: .*broken_0.png"):
+        folder = folders.scan(tmp_path, val_split=0.2, seed=3)
+    assert folder.layout == "flat" and folder.class_names == ("cat", "dog")
+    assert folder.counts("test") == {"cat": 2, "dog": 2} and folder.counts("train") == {"cat": 8, "dog": 8}
+    with pytest.warns(UserWarning):
+        again = folders.scan(tmp_path, val_split=0.2, seed=3)
+    assert again.splits == folder.splits  # a resumed run sees the same split
+    with pytest.raises(ValueError, match="Refusing to train \\(strict\\): 2 file"):
+        folders.scan(tmp_path, strict=True)
+
+
+def test_the_split_layout_and_a_train_only_tree_both_load(tmp_path):
+    make_tree(tmp_path / "a", split="train", corrupt=0)
+    make_tree(tmp_path / "a", split="val", per_class=3, corrupt=0)
+    folder = folders.scan(tmp_path / "a")
+    assert folder.layout == "split" and folder.counts("test") == {"cat": 3, "dog": 3}
+    make_tree(tmp_path / "b", split="train", corrupt=0)
+    assert folders.scan(tmp_path / "b", val_split=0.25).counts("test") == {"cat": 3, "dog": 3}
+    ds, info = data.load_dataset(f"folder:{tmp_path / 'a'}", "train", batch_size=5, image_size=32, seed=0)
+    x, y = next(iter(ds))
+    assert x.shape == (5, 32, 32, 3) and info.class_names == ("cat", "dog") and info.num_examples == 24
+
+
+@pytest.mark.parametrize(
+    "setup,args,message",
+    [
+        (lambda root: None, [], "does not exist"),
+        (lambda root: (root / "only").mkdir(parents=True), [], "1 class folder"),
+        (lambda root: [(root / c).mkdir(parents=True) for c in ("a", "b")], [], "No image files"),
+        (lambda root: make_tree(root, corrupt=0), ["--val-split", "1.5"], "fraction in \\(0, 1\\)"),
+        (lambda root: make_tree(root, per_class=0, corrupt=3), [], "Class folder\\(s\\) dog .* hold no image files"),
+        (lambda root: [(root / c).mkdir(parents=True) or (root / c / "x.png").write_bytes(b"garbage")
+                       for c in ("a", "b")], [], "no decodable image"),
+    ],
+)
+def test_bad_image_folders_exit_2_with_one_line_and_write_nothing(tmp_path, setup, args, message):
+    import re
+
+    root = tmp_path / "images"
+    setup(root)
+    out = tmp_path / "run"
+    result = cli("train", "--dataset", f"folder:{root}", "--output", str(out), "--epochs", "1", *args, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("keras-resnext")]
+    assert len(lines) == 1 and re.search(message, lines[0]) and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_folder_smaller_than_a_batch_trains_and_reports_per_class_results(tmp_path):
+    make_tree(tmp_path / "images", per_class=10)
+    out = tmp_path / "run"
+    result = cli("train", "--dataset", f"folder:{tmp_path / 'images'}", "--image-size", "32", "--epochs", "3",
+                 "--batch-size", "64", "--class-weight", "balanced", "--output", str(out), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "fewer than a batch of 64; training with batches of" in result.stdout
+    assert "training images per class: cat 8, dog 8" in result.stdout
+    assert "shuffle=True" not in result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"]["val_split"] == 0.2 and metrics["data"]["seed"] == 0
+    assert metrics["data"]["counts"]["test"] == {"cat": 2, "dog": 2}
+    assert len(metrics["data"]["skipped_files"]) == 2 and metrics["class_weight"] == "balanced"
+    assert set(metrics["per_class"]) == {"cat", "dog"}
+    assert {"precision", "recall", "f1", "support"} <= set(metrics["per_class"]["cat"])
+    assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["flat", "split"])
+def test_fine_tuning_the_torchvision_checkpoint_on_a_folder_beats_chance(tmp_path, layout):
+    from helpers import FIXTURES
+
+    classes = ("red", "green", "blue")
+    root = tmp_path / "images"
+    if layout == "flat":
+        make_tree(root, per_class=50, classes=classes, size=40)
+    else:
+        make_tree(root, per_class=40, classes=classes, split="train", size=40)
+        make_tree(root, per_class=10, classes=classes, split="test", size=40, corrupt=0)
+    out = tmp_path / "run"
+    result = cli("train", "--dataset", f"folder:{root}", "--model", "1,1,1,1:8:4", "--weights",
+                 str(FIXTURES / "tv_resnext_tiny.safetensors"), "--image-size", "64", "--epochs", "4",
+                 "--batch-size", "16", "--output", str(out), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("pretrained classifier is replaced by a new 3-class head") == 1
+    assert result.stderr.count("Skipping 2 file(s) that are not decodable images") == 1
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["phases"] == [{"start": 0, "end": 1, "backbone_frozen": True},
+                                 {"start": 1, "end": 4, "backbone_frozen": False}]
+    assert metrics["class_names"] == sorted(classes) and metrics["data"]["layout"] == layout
+    assert metrics["test_accuracy"] >= 0.8  # chance is 1/3
+    assert not (out / "backup").exists()
+    predicted = cli("predict", str(root), "--model-file", str(out / "model.keras"), "--top", "2",
+                    "--csv", str(tmp_path / "p.csv"))
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    import csv
+
+    with open(tmp_path / "p.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 152 and {"path", "class_1", "probability_1", "class_2", "error"} <= set(rows[0])
+    assert sum(1 for r in rows if r["error"]) == 2  # the two broken files, named in the CSV
+    evaluated = cli("evaluate", str(out / "model.keras"), "--dataset", f"folder:{root}")
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    report = json.loads(evaluated.stdout[evaluated.stdout.index("{"):])
+    assert report["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)  # the same split
+    assert set(report["per_class"]) == set(classes)
