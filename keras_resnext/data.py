@@ -35,6 +35,7 @@ class DatasetInfo:
     mean: tuple
     std: tuple
     details: dict = None  # what else a run records of its data (an image folder's split and counts)
+    crop_pct: float = 0.875  # the evaluation crop: resize to image_size / crop_pct, center-crop
 
 
 def load_dataset(
@@ -79,7 +80,7 @@ def load_dataset(
     training = split == "train" if training is None else training
     drop_remainder = training if drop_remainder is None else drop_remainder
     ds, info, augment = _source(name, split, data_dir, download, val_split, split_seed, strict)
-    info = dataclasses.replace(info, image_size=image_size or info.image_size)
+    info = dataclasses.replace(info, image_size=image_size or info.image_size, crop_pct=crop_pct)
     if cache:
         ds = ds.cache()
     if training:

@@ -14,6 +14,7 @@ import numpy as np
 from keras_resnext import data, distribute, files, models, plots, training
 from keras_resnext.config import eval_split
 from keras_resnext.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD, imagenet_class_names
+from keras_resnext.weights import registry as weights_registry
 
 TRIAL_COLUMNS = ["trial", "cardinality", "bottleneck_width", "depths", "macs", "params", "val_accuracy",
                  "accuracy", "val_loss", "loss"]
@@ -99,10 +100,9 @@ def train(
     training.set_precision(precision)
     strat = distribute.make_strategy(strategy)
     global_batch = batch_size * strat.num_replicas_in_sync
-    if image_size is None and not (model in (None, "default") or dataset in SMALL_IMAGE_DATASETS):
-        image_size = 224
-    data_options = dict(image_size=image_size, seed=seed, data_dir=data_dir, download=download,
-                        val_split=val_split, strict=strict, one_hot=bool(label_smoothing))
+    data_options = dict(image_size=_image_size(image_size, model, dataset), seed=seed, data_dir=data_dir, download=download,
+                        val_split=val_split, strict=strict, one_hot=bool(label_smoothing),
+                        crop_pct=eval_crop(model, weights))
     train_ds, test_ds, info, global_batch = _fitting_batches(dataset, global_batch, data_options)
     weights_per_class = _class_weights(info, class_weight)
     os.makedirs(run_dir, exist_ok=True)  # only once the data is known to be good: bad input writes nothing
@@ -181,7 +181,8 @@ def _run_metrics(net, test_ds, info, strat):
         "test_loss": float(test_loss),
         "parameters": int(net.count_params()),
         "class_names": list(info.class_names),
-        "preprocessing": {"image_size": info.image_size, "mean": list(info.mean), "std": list(info.std)},
+        "preprocessing": {"image_size": info.image_size, "mean": list(info.mean), "std": list(info.std),
+                          "crop_pct": info.crop_pct},
         # Sums of |w|: equal on every worker of a synchronous multi-worker run.
         "trainable_checksum": _checksum(net.trainable_weights),
         "weights_checksum": _checksum(net.weights),
@@ -196,6 +197,20 @@ def _default_output(model, dataset):
 def _safe(dataset):
     """A data set name as part of a file name (`folder:/a/b` -> `folder__a_b`)."""
     return dataset.replace(":", "_").replace("/", "_")
+
+
+def _image_size(image_size, model, dataset):
+    """The training image side: as given, else the data set's for the default model and small images, else 224."""
+    if image_size is None and not (model in (None, "default") or dataset in SMALL_IMAGE_DATASETS):
+        return 224
+    return image_size
+
+
+def eval_crop(model, weights):
+    """The evaluation crop of pretrained `weights` (their registry `test_crop_pct`), else ImageNet's 0.875."""
+    variant = getattr(model_constructor(model), "variant", None)
+    entry = weights_registry.find(variant, weights)
+    return entry["test_crop_pct"] if entry else 0.875
 
 
 def _fitting_batches(dataset, batch_size, data_options):
@@ -213,10 +228,10 @@ def _fitting_batches(dataset, batch_size, data_options):
 
 
 def _train_and_test_data(dataset, batch_size, image_size, seed, data_dir, download, one_hot=False, val_split=0.2,
-                         strict=False):
+                         strict=False, crop_pct=0.875):
     """The training and evaluation pipelines of `dataset`, and its `DatasetInfo`."""
     common = dict(batch_size=batch_size, data_dir=data_dir, download=download, image_size=image_size,
-                  cache=dataset == "digits", val_split=val_split, split_seed=seed, strict=strict)
+                  cache=dataset == "digits", val_split=val_split, split_seed=seed, strict=strict, crop_pct=crop_pct)
     train_ds, info = data.load_dataset(dataset, "train", seed=seed, **common)
     if info.details:
         counts = info.details["counts"]["train"]
@@ -250,7 +265,8 @@ def per_class_report(net, dataset, class_names, png=None):
     for images, labels in dataset:
         labels = keras.ops.convert_to_numpy(labels)
         truth.append(labels.argmax(-1) if labels.ndim > 1 else labels)
-        predicted.append(np.argmax(net.predict_on_batch(images), axis=-1))
+        # A plain call, not predict: under a distribution strategy each batch is computed once, here.
+        predicted.append(np.argmax(keras.ops.convert_to_numpy(net(images, training=False)), axis=-1))
     truth, predicted = np.concatenate(truth), np.concatenate(predicted)
     labels = list(range(len(class_names)))
     precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, labels=labels,

@@ -150,3 +150,13 @@ def test_fine_tuning_the_torchvision_checkpoint_on_a_folder_beats_chance(tmp_pat
     report = json.loads(evaluated.stdout[evaluated.stdout.index("{"):])
     assert report["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)  # the same split
     assert set(report["per_class"]) == set(classes)
+
+
+def test_fine_tuning_evaluates_with_the_pretrained_tags_own_crop():
+    from keras_resnext import jobs
+    from keras_resnext.weights import registry
+
+    entry = registry.find("resnext50_32x4d", "tv2_in1k")
+    assert entry["test_crop_pct"] != 0.875  # torchvision's v2 recipe evaluates at another crop
+    assert jobs.eval_crop("ResNeXt50", "tv2_in1k") == entry["test_crop_pct"]
+    assert jobs.eval_crop("ResNeXt50", None) == jobs.eval_crop("default", "some/file.pth") == 0.875
