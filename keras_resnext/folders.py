@@ -58,7 +58,8 @@ def scan(root, val_split=0.2, seed=0, strict=False):
     layout = "split" if "train" in split_dirs else "flat"
     trees = split_dirs if layout == "split" else {"all": root}
     class_names = _class_names(root, trees)
-    found = {split: _images(tree, class_names) for split, tree in trees.items()}
+    # A flat tree must hold every class; in a split tree a class may be missing from one split.
+    found = {split: _images(tree, class_names, every_class=layout == "flat") for split, tree in trees.items()}
     found, skipped = _drop_undecodable(found, strict)
     if "test" not in found:
         found = _stratified_split(found["train" if layout == "split" else "all"], val_split, seed)
@@ -75,8 +76,11 @@ def _class_names(root, trees):
     return names
 
 
-def _images(tree, class_names):
-    """`[(path, label)]` of the files with an image extension under `tree/<class>/`."""
+def _images(tree, class_names, every_class):
+    """`[(path, label)]` of the files with an image extension under `tree/<class>/`.
+
+    A ValueError if there are none, or, with `every_class`, if a class has none.
+    """
     items = []
     for label, name in enumerate(class_names):
         folder = os.path.join(tree, name)
@@ -88,7 +92,7 @@ def _images(tree, class_names):
     empty = [name for label, name in enumerate(class_names) if not any(lab == label for _, lab in items)]
     if empty and len(empty) == len(class_names):
         raise ValueError(f"No image files ({', '.join(IMAGE_EXTENSIONS)}) under {tree!r}.")
-    if empty and os.path.basename(tree) not in SPLIT_NAMES:
+    if empty and every_class:
         raise ValueError(f"Class folder(s) {', '.join(empty)} under {tree!r} hold no image files.")
     return items
 

@@ -160,3 +160,12 @@ def test_fine_tuning_evaluates_with_the_pretrained_tags_own_crop():
     assert entry["test_crop_pct"] != 0.875  # torchvision's v2 recipe evaluates at another crop
     assert jobs.eval_crop("ResNeXt50", "tv2_in1k") == entry["test_crop_pct"]
     assert jobs.eval_crop("ResNeXt50", None) == jobs.eval_crop("default", "some/file.pth") == 0.875
+
+
+def test_a_flat_tree_named_like_a_split_still_needs_every_class(tmp_path):
+    root = tmp_path / "train"  # a flat tree whose own name is a split name
+    make_tree(root, per_class=3, corrupt=0)
+    for image in (root / "dog").iterdir():
+        image.unlink()
+    with pytest.raises(ValueError, match="Class folder\\(s\\) dog .* hold no image files"):
+        folders.scan(root)
