@@ -21,6 +21,8 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield tmp
+        with open(tmp, "rb") as f:  # on disk before it takes the name, so a crash cannot leave it empty
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

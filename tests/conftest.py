@@ -1,7 +1,10 @@
 import os
 import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Records of verified downloads go to a throwaway folder, never the user's ~/.cache.
+os.environ.setdefault("KERAS_RESNEXT_CACHE", tempfile.mkdtemp(prefix="keras-resnext-cache-"))
 sys.path.insert(0, os.path.dirname(__file__))  # tests import their shared helpers as `helpers`
 
 import keras  # noqa: E402

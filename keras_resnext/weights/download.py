@@ -6,12 +6,18 @@ written to `*.incomplete` and renamed when whole, resumption, progress bars,
 `HF_ENDPOINT` for a mirror and `HF_HUB_OFFLINE=1` for cache-only use. We add
 content verification: the Hub names each LFS blob by its SHA-256, so every cached
 file is hashed against that name (or the registry's `sha256`) before use; a
-corrupt file is deleted and fetched once more, and refused if still wrong.
+corrupt file is deleted and fetched once more, and refused if still wrong. A file
+that passed is remembered by path, size and modification time (in
+`$KERAS_RESNEXT_CACHE`, default `~/.cache/keras_resnext`), so a 1.9 GB checkpoint
+is hashed once, not on every load, and again whenever it changes.
 """
 
 import hashlib
+import json
 import os
 import re
+
+from keras_resnext.files import write_json
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -26,6 +32,31 @@ def _sha256(path):
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _verified_record(expected):
+    root = os.environ.get("KERAS_RESNEXT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "keras_resnext")
+    return os.path.join(root, "verified", f"{expected}.json")
+
+
+def _has_hash(path, expected):
+    """Whether `path` hashes to `expected`; a file verified before and unchanged since is not re-read."""
+    stat = os.stat(path)
+    identity = {"path": os.path.realpath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    record = _verified_record(expected)
+    try:
+        with open(record) as f:
+            if json.load(f) == identity:
+                return True
+    except (OSError, ValueError):
+        pass  # not verified yet, or an unreadable record: hash the file
+    if _sha256(path) != expected:
+        return False
+    try:
+        write_json(record, identity)
+    except OSError:
+        pass  # a read-only home only costs the hash next time
+    return True
 
 
 def _expected_sha256(entry, path):
@@ -75,7 +106,7 @@ def fetch(entry, cache_dir=None):
                 ) from e
             raise OSError(f"Could not download weights {name!r} from {entry['hf_hub_id']}: {e}") from e
         expected = _expected_sha256(entry, path)
-        if expected is None or _sha256(path) == expected:
+        if expected is None or _has_hash(path, expected):
             return path
         _remove_cached(path)
         if offline:

@@ -124,6 +124,21 @@ def load_torch_state_dict(model, state_dict, allow_new_head=False):
         )
         targets = {k: v for k, v in targets.items() if not k.startswith("fc.")}
         misshaped = []
+    _check_keys(model, missing, unexpected, misshaped)
+    # Convert everything before assigning anything: a failed load leaves the model as it was.
+    values = {key: _to_variable(key, given[key], variable, to_keras) for key, (variable, to_keras, _) in targets.items()}
+    for key, (variable, _, _) in targets.items():
+        variable.assign(values[key])
+
+
+def _to_variable(key, value, variable, to_keras):
+    if value.dtype.kind not in "fiu" and value.dtype.name != "bfloat16":
+        raise ValueError(f"Checkpoint tensor {key!r} has dtype {value.dtype}; a number type is needed.")
+    value = to_keras(value) if to_keras is not None else value
+    return np.asarray(value, dtype=variable.dtype)
+
+
+def _check_keys(model, missing, unexpected, misshaped):
     if missing or unexpected or misshaped:
         def fmt(keys):
             return ", ".join(keys[:20]) + (f", ... ({len(keys)} in all)" if len(keys) > 20 else "") or "none"
@@ -133,6 +148,3 @@ def load_torch_state_dict(model, state_dict, allow_new_head=False):
             f"Missing keys: {fmt(missing)}. Unexpected keys: {fmt(unexpected)}. "
             f"Mis-shaped keys: {fmt(misshaped)}."
         )
-    for key, (variable, to_keras, _) in targets.items():
-        value = given[key]
-        variable.assign(to_keras(value) if to_keras is not None else value)
