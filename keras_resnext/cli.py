@@ -12,6 +12,24 @@ import sys
 from keras_resnext.config import DATASETS, OUTPUT_STRIDES, STEMS, STRATEGIES, TUNERS
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (`prog: error: ...`, exit 2) and no usage dump."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def positive_int(text):
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _quiet_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -41,7 +59,7 @@ def _print_layers(model, input_size):
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
-        shape = (1, *layer.input.shape[1:])
+        shape = (1, *keras.tree.flatten(layer.input)[0].shape[1:])
         rows.append((layer.name, type(layer).__name__, str(tuple(layer.output.shape[1:])),
                      layer.count_params(), layer_macs(layer, shape)))
     width = max(len(r[0]) for r in rows)
@@ -72,7 +90,10 @@ def cmd_train(args):
         strategy=args.strategy, precision=args.precision, seed=args.seed, schedule=args.schedule,
         label_smoothing=args.label_smoothing, val_split=args.val_split, strict=args.strict,
         class_weight=args.class_weight, image_size=args.image_size, freeze_epochs=args.freeze_epochs,
+        overwrite=args.overwrite,
     )
+    if metrics.get("already_complete"):
+        print(f"{metrics['output']} is a completed run (pass --overwrite to train it again):")
     print(f"test accuracy {metrics['test_accuracy']:.4f} after {metrics['epochs']} epochs "
           f"({metrics['seconds']:.0f} s); run folder: {metrics['output']}")
 
@@ -130,10 +151,27 @@ def load_spec(name):
     if not os.path.exists(path):
         specs = sorted(f[:-5] for f in os.listdir(specs_dir)) if os.path.isdir(specs_dir) else []
         raise ValueError(f"No search spec {name!r}; give a JSON file or one of: {', '.join(specs) or 'none here'}.")
-    with open(path) as f:
-        spec = json.load(f)
+    try:
+        with open(path) as f:
+            spec = json.load(f)
+    except ValueError as e:
+        raise ValueError(f"Search spec {path} is not valid JSON: {e}") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"Search spec {path} must be a JSON object of tune arguments.")
     spec.pop("description", None)
+    _check_spec_keys(path, spec)
     return spec
+
+
+SPEC_KEYS = ("dataset", "budget", "max_trials", "epochs", "output", "tuner", "cardinalities", "depth_options",
+             "stem", "batch_size", "data_dir", "tolerance", "seed")
+
+
+def _check_spec_keys(path, spec):
+    unknown = sorted(set(spec) - set(SPEC_KEYS))
+    if unknown:
+        raise ValueError(f"Search spec {path} has unknown keys {', '.join(unknown)}; "
+                         f"accepted: description, {', '.join(SPEC_KEYS)}.")
 
 
 def _tune_arguments(args):
@@ -169,7 +207,11 @@ def cmd_tune(args):
 def cmd_weights(args):
     from keras_resnext.weights import format_table, list_weights
 
-    print(format_table(list_weights(args.model)))
+    rows = list_weights(args.model)
+    if not rows:
+        known = sorted({row["model"] for row in list_weights()})
+        raise ValueError(f"no pretrained weights for model {args.model!r}; models with weights: {', '.join(known)}.")
+    print(format_table(rows))
     print("\nfb_* weights are CC-BY-NC-4.0: non-commercial use only.")
 
 
@@ -184,8 +226,8 @@ def _train_parser(sub):
     p.add_argument("--model", default="default",
                    help="'default' (resnext11_8x4d), a constructor (ResNeXt50), or depths:C:d (3,4,6,3:32:4)")
     _add_data_arguments(p)
-    p.add_argument("--epochs", type=int, default=None, help="default: 20 for digits, 300 for CIFAR, 90 otherwise")
-    p.add_argument("--batch-size", type=int, default=64, help="per replica; the lr scales with the global batch")
+    p.add_argument("--epochs", type=positive_int, default=None, help="default: 20 for digits, 300 for CIFAR, 90 otherwise")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="per replica; the lr scales with the global batch")
     p.add_argument("--output", default=None, help="run folder (default: a new folder under runs/)")
     p.add_argument("--weights", default=None, help="start from pretrained weights (tag or file) to fine-tune")
     p.add_argument("--strategy", default="auto", choices=STRATEGIES)
@@ -193,13 +235,14 @@ def _train_parser(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--schedule", default="step", choices=("step", "cosine"))
     p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--image-size", type=int, default=None, help="training image side (default: the data set's)")
+    p.add_argument("--image-size", type=positive_int, default=None, help="training image side (default: the data set's)")
     p.add_argument("--freeze-epochs", type=int, default=None,
                    help="fine-tuning: epochs with the backbone frozen before training all layers (default 1)")
     p.add_argument("--val-split", type=float, default=0.2,
                    help="folder:<root> without a test split: the stratified fraction held out (default 0.2)")
     p.add_argument("--strict", action="store_true", help="refuse image files that do not decode (default: skip)")
     p.add_argument("--class-weight", default=None, choices=("balanced",), help="weigh the loss by 1 / class frequency")
+    p.add_argument("--overwrite", action="store_true", help="train afresh in a run folder that holds a finished run")
     p.set_defaults(func=cmd_train)
 
 
@@ -216,7 +259,7 @@ def _predict_parser(sub):
     p.add_argument("--model-file", default=None, help="a model.keras written by train")
     p.add_argument("--model", default=None, help="or a constructor name with --weights")
     p.add_argument("--weights", default="imagenet")
-    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--top", type=positive_int, default=5)
     p.add_argument("--csv", default=None, help="write the predictions as CSV (default predictions.csv for a folder)")
     p.set_defaults(func=cmd_predict)
 
@@ -228,7 +271,7 @@ def _export_parser(sub):
     p.add_argument("--output", required=True)
     p.add_argument("--weights", default=None, help="with a constructor name: a tag or file")
     p.add_argument("--opset", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None, help="fixed batch (default: dynamic)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="fixed batch (default: dynamic)")
     p.set_defaults(func=cmd_export)
 
 
@@ -237,14 +280,14 @@ def _tune_parser(sub):
     p.add_argument("--spec", default=None, help="a search spec: JSON path or name in tuning/specs/")
     _add_data_arguments(p, dataset_default=None)
     p.add_argument("--budget", default=None, help="MACs: 20M, 4.2G, or a model name such as ResNet50 (default 20M)")
-    p.add_argument("--max-trials", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=None, help="per trial (Hyperband: the most per trial)")
+    p.add_argument("--max-trials", type=positive_int, default=None)
+    p.add_argument("--epochs", type=positive_int, default=None, help="per trial (Hyperband: the most per trial)")
     p.add_argument("--output", default=None, help="default tune-run; run again to resume")
     p.add_argument("--tuner", default=None, choices=TUNERS)
     p.add_argument("--cardinalities", default=None, help="comma-separated, default 1,2,4,8,16,32")
     p.add_argument("--depths", action="append", default=None, help="a depth template such as 3-4-6-3; repeatable")
     p.add_argument("--stem", default=None, choices=STEMS)
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--tolerance", type=float, default=None, help="budget tolerance, default 0.05")
     p.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     p.set_defaults(func=cmd_tune)
@@ -259,7 +302,7 @@ def _weights_parser(sub):
 def _summary_parser(sub):
     p = sub.add_parser("summary", help="layer, parameter and MAC table of a model")
     p.add_argument("model", help="e.g. ResNeXt50")
-    p.add_argument("--input-size", type=int, default=None, help="image side (default: the model's)")
+    p.add_argument("--input-size", type=positive_int, default=None, help="image side (default: the model's)")
     p.add_argument("--features", action="store_true", help="the feature levels (a backbone's view) instead of layers")
     p.add_argument("--output-stride", type=int, default=32, choices=OUTPUT_STRIDES, help="dilate instead of striding")
     p.set_defaults(func=cmd_summary)
@@ -270,7 +313,7 @@ COMMANDS = (_train_parser, _evaluate_parser, _predict_parser, _export_parser, _t
 
 
 def make_parser():
-    parser = argparse.ArgumentParser(prog="keras-resnext", description="ResNeXt for Keras 3.")
+    parser = _Parser(prog="keras-resnext", description="ResNeXt for Keras 3.")
     sub = parser.add_subparsers(dest="command", required=True)
     for add_command in COMMANDS:
         add_command(sub)
@@ -283,8 +326,15 @@ def main(argv=None):
     try:
         return args.func(args)
     except ValueError as e:  # bad input: say what was wrong, without a traceback; exit 2 as argparse does
-        print(f"keras-resnext {args.command}: {e}", file=sys.stderr)
+        print(f"keras-resnext {args.command}: {_one_line(e)}", file=sys.stderr)
         return 2
+    except (OSError, RuntimeError) as e:  # a run that failed (a file not writable, a diverged run): exit 1
+        print(f"keras-resnext {args.command}: {_one_line(e)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(error):
+    return " ".join(str(error).split())
 
 
 if __name__ == "__main__":

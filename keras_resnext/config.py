@@ -53,6 +53,7 @@ STEM_CONV = "stem_conv"
 STEM_BN = "stem_bn"
 STEM_RELU = "stem_relu"
 CLASSIFIER = "predictions"
+NONFINITE_GUARD = "propagate_nonfinite"
 
 
 _BLOCK_NAME = re.compile(r"stage(\d+)_block(\d+)")

@@ -1,10 +1,15 @@
 """Writing files atomically: a reader (or a rerun after a kill) sees the old file or the new one, never half."""
 
 import contextlib
+import errno
 import csv
 import json
+import math
 import os
+import shutil
 import tempfile
+
+TEMPORARY_PREFIX = ".tmp-"
 
 
 @contextlib.contextmanager
@@ -15,9 +20,14 @@ def atomic_path(path):
     pick the format from the suffix. On failure it is removed and `path` is untouched.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "it is a folder", path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix="-" + os.path.basename(path))
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMPORARY_PREFIX, suffix="-" + os.path.basename(path))
+    except OSError as e:  # name the file asked for, not the temporary beside it
+        raise type(e)(e.errno, e.strerror, path) from None
     os.close(fd)
     try:
         yield tmp
@@ -30,14 +40,46 @@ def atomic_path(path):
         raise
 
 
+@contextlib.contextmanager
+def atomic_dir(path):
+    """`atomic_path` for a folder (a SavedModel): a temporary folder beside `path`, renamed onto it."""
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=parent, prefix=TEMPORARY_PREFIX)
+    except OSError as e:  # name the folder asked for, not the temporary beside it
+        raise type(e)(e.errno, e.strerror, path) from None
+    try:
+        yield tmp
+        if os.path.isdir(path):  # the old folder is kept until the new one is whole
+            os.replace(path, tmp + "-old")
+        os.replace(tmp, path)
+        shutil.rmtree(tmp + "-old", ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_bytes(path, data):
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
 
 
 def write_json(path, obj):
+    """`obj` as strict JSON: NaN and infinities, which JSON lacks, are written as null."""
     with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
+        json.dump(_finite(obj), f, indent=2, allow_nan=False)
+
+
+def _finite(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def write_csv(path, rows, columns):

@@ -2,7 +2,6 @@
 
 import datetime
 import functools
-import json
 import os
 import shutil
 import time
@@ -11,8 +10,8 @@ import warnings
 import keras
 import numpy as np
 
-from keras_resnext import data, distribute, files, models, plots, training
-from keras_resnext.config import eval_split
+from keras_resnext import data, distribute, files, models, plots, run_folder, training
+from keras_resnext.config import eval_split, positive_int
 from keras_resnext.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD, imagenet_class_names
 from keras_resnext.weights import registry as weights_registry
 
@@ -76,6 +75,7 @@ def train(
     class_weight=None,
     image_size=None,
     freeze_epochs=None,
+    overwrite=False,
 ):
     """Trains, evaluates and writes a run folder; returns the metrics dict.
 
@@ -90,12 +90,17 @@ def train(
     layers to `epochs`. `freeze_epochs=0` trains everything from the start.
 
     The folder holds metrics.json, model.keras, curves.png, log.csv, tensorboard/
-    and, while the run is in progress, backup/ (a killed run started again with
-    the same `output` resumes from its last finished epoch).
+    and, while the run is in progress, backup/. A run killed at any instant,
+    started again with the same arguments, resumes from its last finished epoch.
+    `metrics.json` says how the run ended in `status`: "completed", "diverged"
+    (the loss became NaN: `RunDiverged` is raised) or "failed" (with the error).
+    A completed run folder is reported, not trained again, unless `overwrite`.
     """
-    epochs = epochs or DEFAULT_EPOCHS.get(dataset, 90)
-    output = output or _default_output(model, dataset)
-    run_dir = output if distribute.is_chief() else os.path.join(output, f"worker_{distribute.task()[1]}")
+    epochs = DEFAULT_EPOCHS.get(dataset, 90) if epochs is None else positive_int("epochs", epochs)
+    batch_size = positive_int("batch_size", batch_size)
+    run_dir = _run_dir(output or _default_output(model, dataset))
+    if (finished := run_folder.previous_run(run_dir, overwrite)) is not None:
+        return finished
     keras.utils.set_random_seed(seed)
     training.set_precision(precision)
     strat = distribute.make_strategy(strategy)
@@ -105,22 +110,36 @@ def train(
                         crop_pct=eval_crop(model, weights))
     train_ds, test_ds, info, global_batch = _fitting_batches(dataset, global_batch, data_options)
     weights_per_class = _class_weights(info, class_weight)
-    os.makedirs(run_dir, exist_ok=True)  # only once the data is known to be good: bad input writes nothing
+    finetuning = weights is not None and info.num_classes != 1000
+    phases = _phases(epochs, (1 if finetuning else 0) if freeze_epochs is None else freeze_epochs)
     steps = max(info.num_examples // global_batch, 1)
     recipe = training.imagenet_recipe if info.image_size >= 128 else training.cifar_recipe
     with strat.scope():
         net = build_model(model, info.num_classes, info.image_size, weights)
-
-    compile_phase = functools.partial(_compile_phase, net, strat, recipe, steps, batch_size=global_batch,
-                                      schedule=schedule, label_smoothing=label_smoothing)
-    finetuning = weights is not None and info.num_classes != 1000
-    phases = _phases(epochs, (1 if finetuning else 0) if freeze_epochs is None else freeze_epochs)
-    metrics = _fit_and_report(net, compile_phase, phases, train_ds, test_ds, info, strat, run_dir,
-                              weights_per_class, verbose)
-    metrics.update(dataset=dataset, batch_size=global_batch, strategy=strategy, class_weight=class_weight,
-                   phases=[dict(start=a, end=b, backbone_frozen=f) for a, b, f in phases])
-    _write_run(run_dir, net, metrics)
+    # Only now, with the data and the model known to be good, is anything written: bad input writes nothing.
+    with run_folder.recording(run_dir):
+        metrics = _fit_phases(net, strat, recipe, steps, global_batch, train_ds, test_ds, info, run_dir,
+                              dict(phases=phases, verbose=verbose, schedule=schedule,
+                                   label_smoothing=label_smoothing, class_weight=weights_per_class))
+        metrics.update(dataset=dataset, strategy=strategy, class_weight=class_weight)
+        _write_run(run_dir, net, metrics)
     return metrics
+
+
+def _fit_phases(net, strat, recipe, steps, global_batch, train_ds, test_ds, info, run_dir, options):
+    """The training phases of `train` (a frozen-backbone warm-up when fine-tuning, then all layers); the metrics."""
+    phases = options["phases"]
+    compile_phase = functools.partial(_compile_phase, net, strat, recipe, steps, batch_size=global_batch,
+                                      schedule=options["schedule"], label_smoothing=options["label_smoothing"])
+    metrics = _fit_and_report(net, compile_phase, phases, train_ds, test_ds, info, strat, run_dir,
+                              options["class_weight"], options["verbose"])
+    metrics.update(batch_size=global_batch, phases=[dict(start=a, end=b, backbone_frozen=f) for a, b, f in phases])
+    return metrics
+
+
+def _run_dir(output):
+    """The folder this process writes: `output`, or a worker's own folder in it under multi-worker training."""
+    return output if distribute.is_chief() else os.path.join(output, f"worker_{distribute.task()[1]}")
 
 
 def _compile_phase(net, strat, recipe, steps, frozen, phase_epochs, **recipe_options):
@@ -157,10 +176,10 @@ def _fit_and_report(net, compile_phase, phases, train_ds, test_ds, info, strat, 
                           shuffle=False,  # the pipeline shuffles; Keras would only warn that it ignores this
                           callbacks=training.default_callbacks(run_dir, backup_dir=backup))
         epochs_run += len(history.epoch)
+        run_folder.check_diverged(history, first)
         if i < len(phases):
             with files.atomic_path(finished) as tmp:
                 net.save_weights(tmp)
-    shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
     seconds = time.perf_counter() - start
     metrics = dict(output=run_dir, **_run_metrics(net, test_ds, info, strat), epochs=phases[-1][1],
                    epochs_run_here=epochs_run, seconds=round(seconds, 1), data=info.details)
@@ -278,11 +297,16 @@ def per_class_report(net, dataset, class_names, png=None):
 
 
 def _write_run(run_dir, net, metrics):
-    """The run folder's results, each file written atomically: model, metrics, curves."""
+    """The run folder's results, each written atomically; metrics.json, which marks the run complete, last.
+
+    The backup goes only after that: a kill before it leaves a run that resumes
+    at its end and writes the results again.
+    """
     with files.atomic_path(os.path.join(run_dir, "model.keras")) as tmp:
         net.save(tmp)
-    files.write_json(os.path.join(run_dir, "metrics.json"), metrics)
     plots.training_curves(os.path.join(run_dir, "log.csv"), os.path.join(run_dir, "curves.png"))
+    run_folder.write_status(run_dir, "completed", **metrics)
+    shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
 
 
 def _checksum(variables):
@@ -291,9 +315,13 @@ def _checksum(variables):
 
 def load_run_model(path):
     """A model saved by `train` (`model.keras`) and its run's metrics, if present."""
-    model = keras.models.load_model(path)
-    metrics_path = os.path.join(os.path.dirname(os.path.abspath(path)), "metrics.json")
-    metrics = json.load(open(metrics_path)) if os.path.exists(metrics_path) else {}
+    if not os.path.isfile(path):
+        raise ValueError(f"No model file {path!r}: give the model.keras of a run folder.")
+    try:
+        model = keras.models.load_model(path)
+    except Exception as e:  # noqa: BLE001 - Keras raises many kinds for a broken archive
+        raise ValueError(f"{path!r} is not a readable Keras model ({type(e).__name__}: {str(e)[:200]}).") from None
+    metrics = run_folder.read_metrics(os.path.dirname(os.path.abspath(path))) or {}
     return model, metrics
 
 
@@ -334,6 +362,8 @@ def predict(paths, model_path=None, model=None, weights="imagenet", top=5, show_
 
     net, size, mean, std, names = _predictor(model_path, model, weights)
     paths = expand_image_paths(paths)
+    if not paths:
+        raise ValueError("No image files to predict: the folders given hold none.")
     progress = keras.utils.Progbar(len(paths), unit_name="image") if len(paths) > 1 and show_progress else None
     results = {}
     for path in paths:

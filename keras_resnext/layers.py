@@ -131,6 +131,13 @@ class GroupedConv2D(keras.layers.Layer):
                 f"The input channels ({channels}) of layer {self.name!r} must be a "
                 f"known multiple of groups={self.groups}."
             )
+        span = self.dilation_rate * (self.kernel_size - 1) + 1
+        if any(d is not None and d + 2 * self.pad < span for d in input_shape[1:3]):
+            raise ValueError(
+                f"Layer {self.name!r}: its {self.kernel_size}x{self.kernel_size} kernel (dilation "
+                f"{self.dilation_rate}) spans {span} pixels, more than its {input_shape[1]}x{input_shape[2]} "
+                f"input padded by {self.pad}; use a larger input or more padding."
+            )
         self.kernel = self.add_weight(
             name="kernel",
             shape=(self.kernel_size, self.kernel_size, channels // self.groups, self.filters),
@@ -350,6 +357,29 @@ class ResNeXtBlock(keras.layers.Layer):
             "dilation": self.dilation,
             "norm": self.norm,
         }
+
+
+@keras.saving.register_keras_serializable(package="keras_resnext")
+class PropagateNonFinite(keras.layers.Layer):
+    """`[outputs, images]` -> `outputs`, NaN for every image that holds a NaN or an infinity.
+
+    Fused inference kernels (oneDNN's conv + bias + ReLU, max pooling) map NaN to 0,
+    so a broken image would otherwise get finite, plausible scores. Checking the
+    input costs one pass over it, nothing next to the convolutions.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._convert_input_args = False  # pass the outputs through in their own dtype (a float32 head stays so)
+
+    def call(self, inputs):
+        outputs, images = inputs
+        finite = ops.all(ops.isfinite(images), axis=tuple(range(1, len(images.shape))))
+        finite = ops.reshape(finite, (-1,) + (1,) * (len(outputs.shape) - 1))
+        return ops.where(finite, outputs, ops.cast(float("nan"), outputs.dtype))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
 
 
 def _conv_bn_folded(x, conv, bn):

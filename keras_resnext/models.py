@@ -13,7 +13,7 @@ import keras
 from keras_resnext import config
 from keras_resnext import weights as weights_lib
 from keras_resnext.config import POOLINGS, STEMS, VARIANTS, block_plan, variant_of  # noqa: F401 (re-exported)
-from keras_resnext.layers import ResNeXtBlock, batch_norm, conv2d
+from keras_resnext.layers import PropagateNonFinite, ResNeXtBlock, batch_norm, conv2d
 
 MIN_INPUT_SIZE = 32
 
@@ -103,7 +103,7 @@ def ResNeXt(
     image = _image_input(input_tensor, obtain_input_shape(input_shape, input_size, include_top, pretrained))
     x = trunk(image, depths, cardinality, bottleneck_width, stem=stem, output_stride=output_stride,
               block_form=block_form, conv_implementation=conv_implementation, norm=norm)
-    x = _head(x, include_top, None if features_only else pooling, classes, classifier_activation)
+    x = _head(x, image, include_top, None if features_only else pooling, classes, classifier_activation)
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else image
     name = name or config.default_name(depths, cardinality, bottleneck_width, stem)
     model = ResNeXtModel(inputs, x, name=name)
@@ -127,8 +127,9 @@ def _selected_levels(features_only, out_indices, depths, stem, output_stride):
 
 def _features_model(model, keys):
     """`model`'s feature levels `keys` as the outputs of a model of the same layers and weights."""
-    levels = model.pyramid_outputs
-    features = ResNeXtModel(model.inputs, {key: levels[key] for key in keys}, name=model.name)
+    levels, guard = model.pyramid_outputs, model.get_layer(config.NONFINITE_GUARD)
+    image = guard.input[1]
+    features = ResNeXtModel(model.inputs, {key: guard([levels[key], image]) for key in keys}, name=model.name)
     if hasattr(model, "pretrained_cfg"):
         object.__setattr__(features, "pretrained_cfg", model.pretrained_cfg)
     return features
@@ -266,15 +267,16 @@ def _stem(x, stem, norm="batch_norm", dtype=None):
     return keras.layers.MaxPooling2D(pool_kernel, strides=pool_strides, name="pool", dtype=dtype)(x)
 
 
-def _head(x, include_top, pooling, classes, classifier_activation):
+def _head(x, image, include_top, pooling, classes, classifier_activation):
+    """The classifier or pooling, if any; NaN out for an image with NaN or infinity in it (see `PropagateNonFinite`)."""
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        return classifier(classes, classifier_activation)(x)
-    if pooling == "avg":
-        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if pooling == "max":
-        return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
-    return x
+        x = classifier(classes, classifier_activation)(x)
+    elif pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return PropagateNonFinite(name=config.NONFINITE_GUARD)([x, image])
 
 
 def classifier(classes, activation="softmax"):

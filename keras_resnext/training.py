@@ -12,11 +12,14 @@ Keras applies it decoupled from momentum (`w -= lr * wd * w`), which equals
 PyTorch's coupled L2 when momentum is 0 and is the common choice in Keras.
 """
 
+import csv
+import json
+import math
 import os
 
 import keras
 
-from keras_resnext import devices
+from keras_resnext import devices, files
 from keras_resnext.config import CLASSIFIER
 from keras_resnext.models import ResNeXtModel, classifier
 
@@ -159,14 +162,87 @@ def finetune_model(constructor, classes, weights="imagenet", input_shape=None, f
 
 
 def default_callbacks(output_dir, backup=True, tensorboard=True, backup_dir="backup"):
-    """BackupAndRestore (resume where a killed run stopped), TerminateOnNaN, CSV log, TensorBoard.
+    """The log (`log.csv`), a backup to resume from after a kill, TerminateOnNaN and TensorBoard.
 
-    The backup lives in `output_dir/backup_dir`.
+    The backup lives in `output_dir/backup_dir` and outlives `fit`: the caller
+    deletes it once the run's results are written, so a kill in between still resumes.
     """
-    callbacks = [keras.callbacks.TerminateOnNaN(), keras.callbacks.CSVLogger(os.path.join(output_dir, "log.csv"),
-                                                                             append=True)]
-    if backup:
-        callbacks.insert(0, keras.callbacks.BackupAndRestore(os.path.join(output_dir, backup_dir)))
+    callbacks = [EpochLog(os.path.join(output_dir, "log.csv")), keras.callbacks.TerminateOnNaN()]
+    if backup:  # after the log: an epoch counts as done (backed up) only once its row is written
+        callbacks.insert(1, AtomicBackupAndRestore(os.path.join(output_dir, backup_dir)))
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard"), write_graph=False))
     return callbacks
+
+
+def finite_logs(logs):
+    """Whether every number in an epoch's logs is finite (a diverged epoch logs NaN)."""
+    return all(math.isfinite(float(v)) for v in (logs or {}).values() if isinstance(v, (int, float)))
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore with a backup that a kill at any instant cannot break.
+
+    Keras overwrites `latest.weights.h5` in place, so a kill during the write leaves a
+    file no rerun can read. Here each epoch's weights (with the optimizer state) go
+    to a new file, and one atomic replace of `training_metadata.json`, which names
+    that file, switches the backup to it. A diverged epoch (NaN in its logs) is not
+    backed up. The backup is kept when `fit` ends.
+    """
+
+    def __init__(self, backup_dir):
+        super().__init__(backup_dir, delete_checkpoint=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if finite_logs(logs):
+            super().on_epoch_end(epoch, logs)
+
+    def _save_model(self):
+        name = f"epoch{self._current_epoch:05d}.weights.h5"
+        with files.atomic_path(os.path.join(self.backup_dir, name)) as tmp:
+            self.model.save_weights(tmp)
+        files.write_json(self._training_metadata_path,
+                         {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name})
+        for old in os.listdir(self.backup_dir):  # older backups, and temporaries a kill left behind
+            if old != name and old.endswith(".weights.h5"):
+                os.remove(os.path.join(self.backup_dir, old))
+
+    def _load_model(self):
+        if not os.path.exists(self._training_metadata_path):
+            return
+        with open(self._training_metadata_path) as f:
+            metadata = json.load(f)
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        # Backups of Keras' own callback name no file: theirs is latest.weights.h5.
+        self.model.load_weights(os.path.join(self.backup_dir, metadata.get("weights", "latest.weights.h5")))
+        self.model._initial_epoch = metadata["epoch"]
+
+
+class EpochLog(keras.callbacks.Callback):
+    """`log.csv`, one row per finished epoch, rewritten atomically after each.
+
+    A resumed run drops the rows of the epochs it trains again, so the log holds
+    one series however often the run was killed.
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path, self._rows = path, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._rows is None:
+            self._rows = [row for row in read_log(self.path) if int(row["epoch"]) < epoch]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._rows.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
+        columns = ["epoch", *sorted({key for row in self._rows for key in row} - {"epoch"})]
+        files.write_csv(self.path, self._rows, columns)
+
+
+def read_log(path):
+    """The rows of a `log.csv` (none if there is no file yet)."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))

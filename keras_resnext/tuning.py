@@ -8,12 +8,14 @@ oracle (RandomSearch, BayesianOptimization, GridSearch, Hyperband) samples only
 affordable models and never records a failed trial for an unaffordable one.
 """
 
+import json
 import math
+import os
 import re
 
 import keras_tuner
 
-from keras_resnext import models, training
+from keras_resnext import files, models, training
 from keras_resnext.config import RESNET50, TUNERS, VARIANTS, check_choice, positive_int
 from keras_resnext.flops import count_macs_config, count_params_config
 
@@ -112,7 +114,10 @@ def parse_budget(text, *, input_size=224, classes=1000):
             f"('20M', '4.2G') or a model name (ResNet50, {', '.join(sorted(models.CONSTRUCTORS))})."
         )
     scale = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[match.group(2).lower()]
-    return int(float(match.group(1)) * scale)
+    macs = int(float(match.group(1)) * scale)
+    if macs < 1:
+        raise ValueError(f"The budget must be at least 1 MAC; received {text!r}.")
+    return macs
 
 
 def feasible_candidates(budget_macs, cardinalities, depth_options, *, stem="imagenet", input_size=224,
@@ -200,9 +205,33 @@ class ResNeXtHyperModel(keras_tuner.HyperModel):
         return model
 
 
+def _atomic_save_json(path, obj):
+    text = json.dumps(obj)
+    files.write_bytes(path, text.encode())
+    return text
+
+
+def _atomic_save_weights(self):
+    with files.atomic_path(self.filepath) as tmp:
+        self.model.save_weights(tmp)
+
+
+def make_keras_tuner_writes_atomic():
+    """keras-tuner writes its oracle and trial state and each trial's best weights in place, so a
+    kill during a write leaves a file no resumed search can read; these writes go through a
+    temporary file instead. (Its distributed mode keeps its own writes.)"""
+    from keras_tuner.src import utils as kt_utils
+    from keras_tuner.src.engine import tuner_utils
+
+    kt_utils.save_json = _atomic_save_json
+    if "KERASTUNER_TUNER_ID" not in os.environ:
+        tuner_utils.SaveBestEpoch._save_model = _atomic_save_weights
+
+
 def make_tuner(kind, hypermodel, *, directory, project_name="resnext", max_trials=10, max_epochs=10,
                objective="val_accuracy", seed=0, overwrite=False, **kwargs):
     """A keras-tuner tuner by name; resumes from `directory` unless `overwrite`."""
+    make_keras_tuner_writes_atomic()
     common = dict(objective=objective, directory=directory, project_name=project_name, seed=seed,
                   overwrite=overwrite, **kwargs)
     if kind == "random":

@@ -69,3 +69,53 @@ def test_cli_summary_prints_the_feature_levels_of_a_backbone():
     assert "(14, 14, 2048)" in result.stdout  # stage 4 dilated: still 14x14 at 224
     bad = cli("summary", "ResNeXt50", "--features", "--output-stride", "4")
     assert bad.returncode == 2 and "invalid choice: 4" in bad.stderr
+
+
+def _edge_case_files(tmp_path, main_job):
+    """The files the edge cases below name: a corrupt and an empty model, a run with broken metrics, ..."""
+    (tmp_path / "a_file").write_text("not a folder")
+    (tmp_path / "no_images").mkdir()
+    (tmp_path / "no_images" / "notes.txt").write_text("no images here")
+    (tmp_path / "corrupt.keras").write_bytes(b"PK\x03\x04 this is not a Keras archive")
+    (tmp_path / "empty.keras").write_bytes(b"")
+    broken = tmp_path / "broken_run"
+    broken.mkdir()
+    (broken / "model.keras").write_bytes((main_job / "model.keras").read_bytes())
+    (broken / "metrics.json").write_text('{"status": "completed", "test_accuracy": NaN')
+    (tmp_path / "spec.json").write_text(json.dumps({"budget": "20M", "cardinalitys": [1, 2]}))
+    (tmp_path / "image.png").write_bytes(b"")
+
+
+# (arguments, exit status, what the one-line message says); {tmp} is a folder of prepared files.
+EDGE_CASES = [
+    (["train", "--epochs", "0"], 2, "argument --epochs: must be at least 1, got 0"),
+    (["train", "--batch-size", "0"], 2, "argument --batch-size: must be at least 1, got 0"),
+    (["train", "--epochs", "two"], 2, "argument --epochs: expected a positive integer, got 'two'"),
+    (["train", "--output", "{tmp}/a_file"], 2, "is a file; give a folder for the run"),
+    (["tune", "--budget", "0", "--output", "{tmp}/tune"], 2, "The budget must be at least 1 MAC"),
+    (["tune", "--spec", "{tmp}/spec.json"], 2, "unknown keys cardinalitys"),
+    (["predict", "{tmp}/image.png", "--top", "0"], 2, "argument --top: must be at least 1, got 0"),
+    (["predict", "{tmp}/image.png", "--top", "-1"], 2, "argument --top: must be at least 1, got -1"),
+    (["predict", "{tmp}/image.png", "--model", "NoSuch"], 2, "unknown model 'NoSuch'"),
+    (["predict", "{tmp}/no_images", "--model-file", "{run}/model.keras"], 2, "No image files to predict"),
+    (["weights", "--model", "nosuch"], 2, "no pretrained weights for model 'nosuch'"),
+    (["evaluate", "{tmp}/corrupt.keras"], 2, "corrupt.keras' is not a readable Keras model"),
+    (["evaluate", "{tmp}/empty.keras"], 2, "empty.keras' is not a readable Keras model"),
+    (["evaluate", "{tmp}/missing.keras"], 2, "No model file"),
+    (["evaluate", "{tmp}/broken_run/model.keras"], 2, "metrics.json is not readable JSON"),
+    (["export", "{run}/model.keras", "--format", "onnx", "--output", "/proc/no/such/dir/m.onnx"], 1,
+     "/proc/no/such/dir/m.onnx"),
+    (["export", "{run}/model.keras", "--format", "saved_model", "--output", "{tmp}/a_file/sm"], 1,
+     "a_file/sm"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args, status, message", EDGE_CASES, ids=[" ".join(c[0])[:60] for c in EDGE_CASES])
+def test_each_bad_argument_or_file_is_one_line_and_its_exit_status(args, status, message, tmp_path, main_job):
+    _edge_case_files(tmp_path, main_job)
+    result = cli(*[a.format(tmp=tmp_path, run=main_job) for a in args])
+    ours = [line for line in result.stderr.splitlines() if line.startswith("keras-resnext")]
+    assert result.returncode == status, result.stderr[-3000:]
+    assert len(ours) == 1 and message in ours[0], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr

@@ -171,3 +171,10 @@ def test_without_onednn_tensorflow_falls_back_to_split_and_still_trains():
     result = subprocess.run([sys.executable, "-c", ONEDNN_OFF], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["split", "True"]
+
+
+@pytest.mark.portable
+def test_a_kernel_larger_than_its_valid_input_fails_at_build():
+    with pytest.raises(ValueError, match=r"5x5 kernel \(dilation 1\) spans 5 pixels, more than its 3x3 input padded by 0"):
+        GroupedConv2D(8, 5, groups=4, padding="valid").build((None, 3, 3, 8))
+    assert GroupedConv2D(8, 5, groups=4)(np.ones((1, 3, 3, 8), "float32")).shape == (1, 3, 3, 8)  # padded by 2

@@ -1,11 +1,14 @@
 import json
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 
 import keras_resnext as kr
-from helpers import FIXTURES, TINY, run_backbone_test
+from helpers import ENV, FIXTURES, TINY, run_backbone_test
 
 UPSTREAM = json.loads((FIXTURES / "upstream_state_dict_shapes.json").read_text())
 
@@ -195,3 +198,50 @@ def test_named_constructors_are_real_functions_with_examples_and_pass_keywords_t
 def test_numpy_integers_are_accepted_like_python_ints():
     model = kr.ResNeXt((np.int64(1),) * 2, np.int64(4), np.int32(4), classes=3, input_shape=(32, 32, 3))
     assert model.name == "resnext_8_4x4d" and model.output.shape == (None, 3)
+
+
+def _poisoned_images(size=32):
+    """Three images: one NaN pixel, one infinite pixel, and a clean one."""
+    x = np.random.default_rng(0).random((3, size, size, 3)).astype("float32")
+    x[0, 5, 5, 1], x[1, 7, 3, 0] = np.nan, np.inf
+    return x
+
+
+def _assert_only_poisoned_images_are_nan(outputs):
+    for out in keras.tree.flatten(outputs):
+        out = keras.ops.convert_to_numpy(out).reshape(3, -1)
+        assert np.isnan(out[:2]).all() and np.isfinite(out[2]).all()
+
+
+@pytest.mark.portable
+@pytest.mark.parametrize("implementation, form", [("auto", "grouped"), ("native", "grouped"), ("split", "grouped"),
+                                                  ("block_diagonal", "grouped"), ("auto", "split")])
+@pytest.mark.parametrize("head", [dict(classes=10), dict(include_top=False, pooling="avg"),
+                                  dict(include_top=False, features_only=True)])
+def test_nan_or_inf_in_an_image_gives_nan_for_that_image(implementation, form, head):
+    model = kr.ResNeXt(**TINY, input_shape=(32, 32, 3), conv_implementation=implementation, block_form=form, **head)
+    x = _poisoned_images()
+    _assert_only_poisoned_images_are_nan(model(x, training=False))
+    _assert_only_poisoned_images_are_nan(model.predict(x, verbose=0))
+
+
+NAN_UNDER_ONEDNN = """
+import sys, keras, numpy as np
+sys.path.insert(0, "tests")
+import keras_resnext as kr
+from helpers import TINY
+from test_models import _assert_only_poisoned_images_are_nan, _poisoned_images
+for implementation in ("auto", "native", "direct", "split"):
+    model = kr.ResNeXt(**TINY, classes=10, input_shape=(32, 32, 3), conv_implementation=implementation)
+    _assert_only_poisoned_images_are_nan(model.predict(_poisoned_images(), verbose=0))
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_nan_survives_onednn_fused_kernels():
+    # oneDNN's fused conv + bias + ReLU maps NaN to 0; TensorFlow uses it by default on AVX-512 CPUs only.
+    env = dict(ENV, TF_ENABLE_ONEDNN_OPTS="1")
+    result = subprocess.run([sys.executable, "-c", NAN_UNDER_ONEDNN], cwd=os.path.dirname(os.path.dirname(__file__)), env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]

@@ -1,0 +1,85 @@
+"""A run killed at any instant finishes with the same command; a finished or diverged run says so."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import pytest
+
+from helpers import ENV, cli, log_rows
+
+pytestmark = pytest.mark.slow
+TESTS = os.path.dirname(__file__)
+
+
+def strict_json(path):
+    def refuse(constant):
+        raise ValueError(f"{path} holds {constant}, which is not JSON")
+
+    with open(path) as f:
+        return json.load(f, parse_constant=refuse)
+
+
+def assert_one_complete_run(run, epochs):
+    metrics = strict_json(run / "metrics.json")
+    assert metrics["status"] == "completed" and metrics["epochs"] == epochs
+    assert [row["epoch"] for row in log_rows(run)] == [str(e) for e in range(epochs)]  # one series
+    assert keras.models.load_model(run / "model.keras").output.shape[-1] == 10
+    assert not (run / "backup").exists()
+    assert not [name for _, _, names in os.walk(run) for name in names if name.startswith(".tmp-")]
+    return metrics
+
+
+def test_a_run_killed_inside_every_kind_of_save_finishes_with_the_same_command(tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--epochs", "3", "--output", str(run)]
+    kills = []
+    for kill_at in range(1, 20):  # each run dies at its kill_at-th write, until one gets to the end
+        proc = subprocess.run([sys.executable, "kill_at_write.py", str(kill_at), *args], cwd=TESTS, env=ENV,
+                              capture_output=True, text=True, timeout=600)
+        if proc.returncode == 0:
+            break
+        assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+        kills.append(sorted(os.listdir(run)))
+    assert len(kills) >= 6, kills  # killed while writing the status, log, backup, metadata, model and curves
+    assert_one_complete_run(run, 3)
+
+
+def test_a_run_killed_at_random_instants_finishes_with_the_same_command(tmp_path):
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "keras_resnext.cli", "train", "--epochs", "3", "--output", str(run)]
+    rng = random.Random(0)
+    for _ in range(4):
+        proc = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(6, 20))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    final = subprocess.run(args, env=ENV, capture_output=True, text=True, timeout=600)
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert_one_complete_run(run, 3)
+
+    model_time = os.path.getmtime(run / "model.keras")
+    again = cli(*args[3:])  # a finished run is reported, not retrained
+    assert again.returncode == 0 and "is a completed run" in again.stdout
+    assert os.path.getmtime(run / "model.keras") == model_time
+    fresh = cli(*args[3:], "--epochs", "1", "--overwrite")
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert_one_complete_run(run, 1)
+
+
+def test_a_diverged_run_fails_and_says_so(tmp_path):
+    run = tmp_path / "run"
+    result = cli("train", "--epochs", "3", "--precision", "float16", "--output", str(run))
+    assert result.returncode == 1, result.stdout[-1000:] + result.stderr[-2000:]
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("keras-resnext train: the run diverged: loss became nan in epoch ")
+    metrics = strict_json(run / "metrics.json")
+    assert metrics["status"] == "diverged" and 1 <= metrics["epoch"] <= 3 and "loss became nan" in metrics["reason"]
+    assert not (run / "model.keras").exists()  # no NaN model left to be mistaken for a result
+    again = cli("train", "--epochs", "3", "--precision", "float16", "--output", str(run))
+    assert again.returncode == 1 and "diverged" in again.stderr and "--overwrite" in again.stderr
