@@ -8,8 +8,6 @@ cannot inline. Both trace through TensorFlow, so they need the TensorFlow backen
 `.keras` and exported from a TensorFlow-backend process.
 """
 
-import os
-
 import numpy as np
 
 from keras_resnext import files, grouped_conv
@@ -120,5 +118,6 @@ def to_saved_model(model, path, mean=IMAGENET_MEAN, std=IMAGENET_STD):
             fn=serve,
             input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8, name="images")],
         )
-        archive.write_out(os.fspath(path), verbose=False)
+        with files.atomic_dir(path) as tmp:
+            archive.write_out(tmp, verbose=False)
     return path
