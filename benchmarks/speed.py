@@ -3,13 +3,17 @@
 Rows: keras.applications.ResNet50; keras_resnext.ResNeXt50 (grouped convs on the
 "auto" path); the same ResNeXt50 on the "native" path, which is what
 `keras.layers.Conv2D(groups=32)` runs (XLA on TensorFlow); and, with --onnx, the
-same ResNeXt50 exported by `keras_resnext.export.to_onnx` in onnxruntime.
+same ResNeXt50 exported by `keras_resnext.export.to_onnx` in onnxruntime. With
+--deploy, the deployment rows (inference only): both models as
+`kr.inference_model(..., "bfloat16")`, ResNeXt50 in onnxruntime in float32 and
+static int8, and in LiteRT (XNNPACK) in float32 and int8. It prints whether the
+CPU has native bfloat16: without it bfloat16 is emulated, and slow.
 
 Every round times each row once, in turn (interleaved), so machine noise hits
 all alike; medians over rounds are printed, with ratios to ResNet50. Training
 steps use compile() defaults (jit_compile="auto") and SGD.
 
-    python benchmarks/speed.py [--batch 16] [--rounds 5] [--native-train-batch 2] [--onnx]
+    python benchmarks/speed.py [--batch 16] [--rounds 5] [--native-train-batch 2] [--onnx] [--deploy]
 """
 
 import argparse
@@ -24,6 +28,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_resnext as kr  # noqa: E402
+from keras_resnext import devices  # noqa: E402
 from keras_resnext.flops import count_macs  # noqa: E402
 
 BASELINE = "ResNet50 (keras.applications)"
@@ -45,6 +50,54 @@ def onnx_runner(model):
     return lambda x: session.run(None, {"images": x})
 
 
+def litert_runner(model, quantize, calibration):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_resnext.export import to_litert
+
+    path = os.path.join(tempfile.mkdtemp(), f"resnext50-{quantize}.tflite")
+    to_litert(model, path, quantize=quantize, representative_data=calibration)
+    interpreter = Interpreter(model_path=path, num_threads=os.cpu_count())
+    index, output = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+    state = {"shape": None}
+
+    def run(x):
+        if state["shape"] != x.shape:
+            interpreter.resize_tensor_input(index, x.shape)
+            interpreter.allocate_tensors()
+            state["shape"] = x.shape
+        interpreter.set_tensor(index, x)
+        interpreter.invoke()
+        return interpreter.get_tensor(output)
+
+    return run
+
+
+def deploy_rows(resnet, resnext, calibration):
+    """The deployment rows: `{name: (infer, 0, None, MACs)}`, inference only."""
+    import warnings
+
+    import onnxruntime as ort
+
+    from keras_resnext.export import to_onnx
+
+    macs = count_macs(resnext)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # bfloat16 on a CPU without it says it is slow; we measure how slow
+        resnet_bf16, resnext_bf16 = kr.inference_model(resnet, "bfloat16"), kr.inference_model(resnext, "bfloat16")
+    path = os.path.join(tempfile.mkdtemp(), "resnext50-int8.onnx")
+    to_onnx(resnext, path, quantize="int8", calibration_data=calibration)
+    int8 = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return {
+        "ResNet50 bfloat16 (inference_model)": (resnet_bf16.predict_on_batch, 0, None, count_macs(resnet)),
+        "ResNeXt50 bfloat16 (inference_model)": (resnext_bf16.predict_on_batch, 0, None, macs),
+        "ResNeXt50 onnxruntime float32": (onnx_runner(resnext), 0, None, macs),
+        "ResNeXt50 onnxruntime int8 (QDQ)": (lambda x: int8.run(None, {"images": x}), 0, None, macs),
+        "ResNeXt50 LiteRT float32": (litert_runner(resnext, None, None), 0, None, macs),
+        "ResNeXt50 LiteRT int8": (litert_runner(resnext, "int8", calibration), 0, None, macs),
+    }
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=16)
@@ -53,7 +106,10 @@ def main(argv=None):
                         help="batch of the native build's training step (0 skips it; it is ~50x slower on CPU)")
     parser.add_argument("--no-native", action="store_true", help="leave out the native grouped-conv build")
     parser.add_argument("--onnx", action="store_true", help="add ResNeXt50 in onnxruntime (inference)")
+    parser.add_argument("--deploy", action="store_true", help="add bfloat16, int8 and LiteRT rows (inference)")
+    parser.add_argument("--no-train", action="store_true", help="time inference only")
     args = parser.parse_args(argv)
+    print(f"native bfloat16 on this CPU (avx512_bf16 / amx_bf16): {devices.cpu_has_native_bf16()}")
 
     resnet = compiled(keras.applications.ResNet50(weights=None))
     resnext = compiled(kr.ResNeXt50(weights=None))
@@ -67,10 +123,13 @@ def main(argv=None):
         rows["ResNeXt50 (native grouped conv)"] = (
             native.predict_on_batch, args.native_train_batch, native.train_on_batch, count_macs(native),
         )
-    if args.onnx:
+    if args.onnx and not args.deploy:
         rows["ResNeXt50 (onnxruntime)"] = (onnx_runner(resnext), 0, None, count_macs(resnext))
-
     rng = np.random.default_rng(0)
+    if args.deploy:
+        rows.update(deploy_rows(resnet, resnext, rng.uniform(-1, 1, (16, 224, 224, 3)).astype("float32")))
+    if args.no_train:
+        rows = {name: (infer, 0, None, macs) for name, (infer, _, _, macs) in rows.items()}
 
     def batch_of(n):
         return rng.uniform(-1, 1, (n, 224, 224, 3)).astype("float32"), rng.integers(0, 1000, (n,))
@@ -92,7 +151,7 @@ def main(argv=None):
             if train and n:
                 results[name]["train"].append(n / timed(train, *batch_of(n)))
 
-    base = {k: statistics.median(v) for k, v in results[BASELINE].items()}
+    base = {k: statistics.median(v) for k, v in results[BASELINE].items() if v}
     print(f"backend={keras.backend.backend()} batch={args.batch} rounds={args.rounds} "
           f"cores={os.cpu_count()} (median img/s; ratio = x {BASELINE.split()[0]})")
     print(f"{'model':34s} {'GMACs':>6s} {'infer':>8s} {'ratio':>6s} {'train':>8s} {'ratio':>6s}")

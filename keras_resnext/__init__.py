@@ -1,7 +1,8 @@
 """keras-resnext: ResNeXt (Xie et al., CVPR 2017) for Keras 3."""
 
-from keras_resnext import config, flops, folders, grouped_conv, layers, models, weights
+from keras_resnext import config, flops, folders, grouped_conv, inference, layers, models, weights
 from keras_resnext.imagenet_utils import decode_predictions, preprocess_input
+from keras_resnext.inference import inference_model
 from keras_resnext.models import (
     ResNeXt,
     ResNeXt29_8x64d,
@@ -35,6 +36,8 @@ __all__ = [
     "flops",
     "folders",
     "grouped_conv",
+    "inference",
+    "inference_model",
     "layers",
     "models",
     "preprocess_input",

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-from keras_resnext.config import DATASETS, OUTPUT_STRIDES, STEMS, STRATEGIES, TUNERS
+from keras_resnext.config import DATASETS, INFERENCE_PRECISIONS, OUTPUT_STRIDES, STEMS, STRATEGIES, TUNERS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,7 +101,8 @@ def cmd_train(args):
 def cmd_evaluate(args):
     from keras_resnext import jobs
 
-    result = jobs.evaluate(args.model_file, dataset=args.dataset, data_dir=args.data_dir, download=args.download)
+    result = jobs.evaluate(args.model_file, dataset=args.dataset, data_dir=args.data_dir, download=args.download,
+                           precision=args.precision)
     print(json.dumps(result, indent=2))
 
 
@@ -111,7 +112,7 @@ def cmd_predict(args):
     if not args.model_file and not args.model:
         raise ValueError("give --model-file RUN/model.keras, or --model NAME [--weights TAG].")
     results = jobs.predict(args.images, model_path=args.model_file, model=args.model, weights=args.weights,
-                           top=args.top, show_progress=True)
+                           top=args.top, show_progress=True, precision=args.precision)
     csv_path = args.csv or ("predictions.csv" if any(os.path.isdir(p) for p in args.images) else None)
     if csv_path:
         jobs.write_predictions_csv(csv_path, results)
@@ -129,19 +130,38 @@ def cmd_predict(args):
 
 
 def cmd_export(args):
-    import keras
-
-    from keras_resnext import export, models
+    from keras_resnext import export, jobs, models
 
     if args.source.endswith(".keras"):
-        model = keras.models.load_model(args.source)
+        model = jobs.load_run_model(args.source)[0]
     else:
         model = models.constructor_for(args.source)(weights=args.weights)
+    calibration = _calibration_data(args, model)
     if args.format == "onnx":
-        export.to_onnx(model, args.output, opset=args.opset, batch_size=args.batch_size)
+        export.to_onnx(model, args.output, opset=args.opset, batch_size=args.batch_size, quantize=args.quantize,
+                       calibration_data=calibration)
+    elif args.format == "litert":
+        export.to_litert(model, args.output, quantize=args.quantize, representative_data=calibration,
+                         grouped=not args.no_grouped_conv)
     else:
+        if args.quantize:
+            raise ValueError("--quantize applies to --format onnx and litert; a SavedModel keeps float32.")
         export.to_saved_model(model, args.output)
-    print(f"wrote {args.output} ({args.format})")
+    print(f"wrote {args.output} ({args.format}{', ' + args.quantize if args.quantize else ''})")
+
+
+def _calibration_data(args, model):
+    """The batches `--calibration DATASET` names, preprocessed for `model`, or None when not quantizing to int8."""
+    if args.quantize != "int8":
+        return None
+    if not args.calibration:
+        raise ValueError("--quantize int8 needs --calibration DATASET (digits, folder:PATH or a tfds name): "
+                         "images to measure the activations' ranges on.")
+    from keras_resnext import data
+
+    size = model.inputs[0].shape[1] or 224
+    dataset, _ = data.load_dataset(args.calibration, "train", batch_size=32, training=False, image_size=size)
+    return dataset.take(-(-args.calibration_images // 32))
 
 
 def load_spec(name):
@@ -250,7 +270,13 @@ def _evaluate_parser(sub):
     p = sub.add_parser("evaluate", help="test accuracy of a saved model")
     p.add_argument("model_file", help="a model.keras written by train")
     _add_data_arguments(p)
+    _add_precision_argument(p)
     p.set_defaults(func=cmd_evaluate)
+
+
+def _add_precision_argument(p):
+    p.add_argument("--precision", default="float32", choices=INFERENCE_PRECISIONS,
+                   help="inference precision; auto: bfloat16 on a CPU with native bf16, float16 on a GPU")
 
 
 def _predict_parser(sub):
@@ -261,13 +287,20 @@ def _predict_parser(sub):
     p.add_argument("--weights", default="imagenet")
     p.add_argument("--top", type=positive_int, default=5)
     p.add_argument("--csv", default=None, help="write the predictions as CSV (default predictions.csv for a folder)")
+    _add_precision_argument(p)
     p.set_defaults(func=cmd_predict)
 
 
 def _export_parser(sub):
-    p = sub.add_parser("export", help="export to ONNX or a TF SavedModel")
+    p = sub.add_parser("export", help="export to ONNX, LiteRT (TFLite) or a TF SavedModel")
     p.add_argument("source", help="a .keras file, or a constructor name such as ResNeXt50")
-    p.add_argument("--format", required=True, choices=("onnx", "saved_model"))
+    p.add_argument("--format", required=True, choices=("onnx", "litert", "saved_model"))
+    p.add_argument("--quantize", default=None, choices=("int8", "dynamic"),
+                   help="int8 (onnx, litert; needs --calibration) or dynamic (litert: int8 weights only)")
+    p.add_argument("--calibration", default=None, help="with --quantize int8: a data set to calibrate on")
+    p.add_argument("--calibration-images", type=positive_int, default=128, help="images to calibrate on")
+    p.add_argument("--no-grouped-conv", action="store_true",
+                   help="litert: write grouped convs as dense convs, for runtimes without grouped conv")
     p.add_argument("--output", required=True)
     p.add_argument("--weights", default=None, help="with a constructor name: a tag or file")
     p.add_argument("--opset", type=int, default=None)

@@ -48,6 +48,9 @@ STEM_GEOMETRY = {
     "cifar": dict(conv=(3, 1, 1), pool=None, input_size=32),
 }
 
+# What `inference_model` and the CLI's --precision accept ("auto": the fastest here).
+INFERENCE_PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+
 # The names of the layers other modules look up (weights conversion, fine-tuning, export).
 STEM_CONV = "stem_conv"
 STEM_BN = "stem_bn"

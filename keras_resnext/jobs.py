@@ -13,6 +13,7 @@ import numpy as np
 from keras_resnext import data, distribute, files, models, plots, run_folder, training
 from keras_resnext.config import eval_split, positive_int
 from keras_resnext.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD, imagenet_class_names
+from keras_resnext.inference import inference_model
 from keras_resnext.weights import registry as weights_registry
 
 TRIAL_COLUMNS = ["trial", "cardinality", "bottleneck_width", "depths", "macs", "params", "val_accuracy",
@@ -325,14 +326,16 @@ def load_run_model(path):
     return model, metrics
 
 
-def evaluate(model_path, dataset="digits", batch_size=128, data_dir=None, download=False):
+def evaluate(model_path, dataset="digits", batch_size=128, data_dir=None, download=False, precision="float32"):
     """Test accuracy, loss and per-class results of a saved model on a data set's test split.
 
     An image folder is split as the run that trained the model split it (its
     metrics.json records the fraction and seed). The confusion matrix is written
-    beside the model as `confusion_matrix_<dataset>.png`.
+    beside the model as `confusion_matrix_<dataset>.png`. `precision` is as
+    in `keras_resnext.inference_model`.
     """
     model, metrics = load_run_model(model_path)
+    model = model if precision == "float32" else inference_model(model, precision)
     size = model.inputs[0].shape[1]
     split = metrics.get("data") or {}
     ds, info = data.load_dataset(dataset, eval_split(dataset), batch_size=batch_size, data_dir=data_dir,
@@ -350,7 +353,7 @@ def evaluate(model_path, dataset="digits", batch_size=128, data_dir=None, downlo
             "confusion_matrix": png}
 
 
-def predict(paths, model_path=None, model=None, weights="imagenet", top=5, show_progress=False):
+def predict(paths, model_path=None, model=None, weights="imagenet", top=5, show_progress=False, precision="float32"):
     """Top-k `(class name, probability)` per image path; an unreadable file gets an error string.
 
     A folder among `paths` stands for every image file under it (sorted).
@@ -361,6 +364,7 @@ def predict(paths, model_path=None, model=None, weights="imagenet", top=5, show_
     import tensorflow as tf
 
     net, size, mean, std, names = _predictor(model_path, model, weights)
+    net = net if precision == "float32" else inference_model(net, precision)
     paths = expand_image_paths(paths)
     if not paths:
         raise ValueError("No image files to predict: the folders given hold none.")

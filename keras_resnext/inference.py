@@ -1,0 +1,63 @@
+"""A model's fastest inference form: the same weights, computing at the precision this machine runs fastest.
+
+    fast = kr.inference_model(kr.ResNeXt50(weights="imagenet"))   # precision="auto"
+
+The copy computes under Keras' mixed policy of that precision (`mixed_bfloat16`,
+`mixed_float16`): variables stay float32, so the weights are exactly the
+original's, and the classifier computes in float32, as in mixed-precision
+training. bfloat16 pays off on a CPU with AVX512-BF16 or AMX, where oneDNN runs
+it natively (BENCHMARKS.md); elsewhere it is emulated and slower than float32,
+so `"auto"` keeps float32 there.
+"""
+
+import warnings
+
+import keras
+
+from keras_resnext import devices
+from keras_resnext.config import CLASSIFIER, INFERENCE_PRECISIONS, check_choice
+
+
+def resolve_precision(precision="auto"):
+    """The precision `"auto"` stands for here: bfloat16 on a CPU with native bf16 or a TPU, float16 on a GPU,
+    else float32. Asking for bfloat16 on a CPU without native bf16 works, with a warning that it is slow."""
+    check_choice("precision", precision, INFERENCE_PRECISIONS)
+    accelerator = devices.accelerator()
+    if precision == "auto":
+        if accelerator is not None:
+            return {"gpu": "float16", "tpu": "bfloat16"}[accelerator]
+        return "bfloat16" if devices.cpu_has_native_bf16() else "float32"
+    if precision == "bfloat16" and accelerator is None and not devices.cpu_has_native_bf16():
+        warnings.warn("This CPU has no native bfloat16 (AVX512-BF16 or AMX): bfloat16 inference is emulated "
+                      "and slower than float32 here.", stacklevel=3)
+    return precision
+
+
+def inference_model(model, precision="auto"):
+    """A new functional model with `model`'s weights that computes in `precision`; its classifier in float32.
+
+    Args:
+        model: a functional Keras model, such as any keras_resnext model.
+        precision: `"auto"` (see `resolve_precision`), `"float32"`, `"bfloat16"` or `"float16"`.
+
+    Returns:
+        The copy (inference only: its BatchNorms use their moving statistics, as in `predict`).
+    """
+    precision = resolve_precision(precision)
+    if not (hasattr(model, "get_config") and "layers" in model.get_config()):
+        raise ValueError(f"inference_model needs a functional model (as keras_resnext builds); got {type(model).__name__}.")
+    policy = "float32" if precision == "float32" else f"mixed_{precision}"
+    config = model.get_config()
+    for layer in config["layers"]:
+        if layer["class_name"] != "InputLayer":  # every layer takes the policy; the classifier stays float32
+            layer["config"]["dtype"] = "float32" if layer["config"]["name"] == CLASSIFIER else policy
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)  # what the blocks' inner layers, made in their constructors, take
+    try:
+        copy = model.__class__.from_config(config)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    copy.set_weights(model.get_weights())
+    if hasattr(model, "pretrained_cfg"):
+        object.__setattr__(copy, "pretrained_cfg", model.pretrained_cfg)
+    return copy
