@@ -7,7 +7,8 @@ same ResNeXt50 exported by `keras_resnext.export.to_onnx` in onnxruntime. With
 --deploy, the deployment rows (inference only): both models as
 `kr.inference_model(..., "bfloat16")`, ResNeXt50 in onnxruntime in float32 and
 static int8, and in LiteRT (XNNPACK) in float32 and int8. It prints whether the
-CPU has native bfloat16: without it bfloat16 is emulated, and slow.
+CPU has native bfloat16: without it bfloat16 is emulated, and slow. A row without the
+last layer (PropagateNonFinite) shows what checking the input for NaN costs.
 
 Every round times each row once, in turn (interleaved), so machine noise hits
 all alike; medians over rounds are printed, with ratios to ResNet50. Training
@@ -29,6 +30,7 @@ import numpy as np  # noqa: E402
 
 import keras_resnext as kr  # noqa: E402
 from keras_resnext import devices  # noqa: E402
+from keras_resnext.config import CLASSIFIER  # noqa: E402
 from keras_resnext.flops import count_macs  # noqa: E402
 
 BASELINE = "ResNet50 (keras.applications)"
@@ -88,7 +90,10 @@ def deploy_rows(resnet, resnext, calibration):
     path = os.path.join(tempfile.mkdtemp(), "resnext50-int8.onnx")
     to_onnx(resnext, path, quantize="int8", calibration_data=calibration)
     int8 = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    # The same layers and weights without the last layer, PropagateNonFinite: what the NaN check costs.
+    unguarded = keras.Model(resnext.inputs, resnext.get_layer(CLASSIFIER).output)
     return {
+        "ResNeXt50 without the NaN check": (unguarded.predict_on_batch, 0, None, macs),
         "ResNet50 bfloat16 (inference_model)": (resnet_bf16.predict_on_batch, 0, None, count_macs(resnet)),
         "ResNeXt50 bfloat16 (inference_model)": (resnext_bf16.predict_on_batch, 0, None, macs),
         "ResNeXt50 onnxruntime float32": (onnx_runner(resnext), 0, None, macs),
