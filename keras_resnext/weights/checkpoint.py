@@ -148,11 +148,10 @@ class _Tensor(_Immutable):
         data = self.storage.array
         if 0 in self.size:
             return np.empty(self.size, data.dtype)
-        view = np.lib.stride_tricks.as_strided(
+        return np.lib.stride_tricks.as_strided(
             data[self.offset:], shape=self.size, strides=[s * data.itemsize for s in self.stride],
             writeable=False,
         )
-        return view
 
 
 def _is_int(value):
