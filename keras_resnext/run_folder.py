@@ -91,8 +91,13 @@ def check_diverged(history, first_epoch):
 
 
 def remove_temporaries(run_dir):
-    """Deletes the half-written temporary files (`.tmp-*`) that a killed run left behind."""
-    for folder, _, names in os.walk(run_dir):
+    """Deletes the half-written temporary files (`.tmp-*`) that a killed run left behind.
+
+    Not in `worker_*/`: under multi-worker training those are other processes' folders,
+    written at the same time.
+    """
+    for folder, subfolders, names in os.walk(run_dir):
+        subfolders[:] = [d for d in subfolders if not d.startswith("worker_") and d != "tensorboard"]
         for name in names:
             if name.startswith(files.TEMPORARY_PREFIX):
                 os.remove(os.path.join(folder, name))
