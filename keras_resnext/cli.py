@@ -161,7 +161,7 @@ def _calibration_data(args, model):
 
     size = model.inputs[0].shape[1] or 224
     dataset, _ = data.load_dataset(args.calibration, "train", batch_size=32, training=False, image_size=size)
-    return dataset.take(-(-args.calibration_images // 32))
+    return dataset.unbatch().take(args.calibration_images).batch(32)
 
 
 def load_spec(name):

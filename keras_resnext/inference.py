@@ -44,10 +44,10 @@ def inference_model(model, precision="auto"):
         The copy (inference only: its BatchNorms use their moving statistics, as in `predict`).
     """
     precision = resolve_precision(precision)
-    if not (hasattr(model, "get_config") and "layers" in model.get_config()):
+    config = model.get_config() if hasattr(model, "get_config") else {}
+    if "layers" not in config:
         raise ValueError(f"inference_model needs a functional model (as keras_resnext builds); got {type(model).__name__}.")
     policy = "float32" if precision == "float32" else f"mixed_{precision}"
-    config = model.get_config()
     for layer in config["layers"]:
         if layer["class_name"] != "InputLayer":  # every layer takes the policy; the classifier stays float32
             layer["config"]["dtype"] = "float32" if layer["config"]["name"] == CLASSIFIER else policy

@@ -6,14 +6,12 @@ last, after every other result), "diverged" or "failed" with the reason.
 """
 
 import contextlib
+import json
 import math
 import os
 import shutil
 
 from keras_resnext import files
-
-STATUSES = ("running", "completed", "diverged", "failed")
-
 
 class RunDiverged(RuntimeError):
     """The loss became NaN or infinite; the run stopped and its metrics.json says so."""
@@ -29,8 +27,6 @@ def metrics_path(run_dir):
 
 def read_metrics(run_dir):
     """The run's metrics.json as a dict, None if there is none, or a ValueError naming a broken one."""
-    import json
-
     path = metrics_path(run_dir)
     if not os.path.exists(path):
         return None
@@ -61,9 +57,10 @@ def previous_run(run_dir, overwrite=False):
         _clear(run_dir)
         return None
     metrics = read_metrics(run_dir)
-    if metrics is None or status(metrics) in ("running", "failed"):
+    state = None if metrics is None else status(metrics)
+    if state in (None, "running", "failed"):
         return None
-    if status(metrics) == "diverged":
+    if state == "diverged":
         raise RunDiverged(f"{run_dir} holds a run that diverged ({metrics.get('reason')}); "
                           "pass --overwrite to start it afresh.", metrics.get("epoch"))
     return dict(metrics, already_complete=True)
@@ -81,11 +78,16 @@ def write_status(run_dir, state, **fields):
     files.write_json(metrics_path(run_dir), {"status": state, **fields})
 
 
+def non_finite(value):
+    """Whether a logged value is a NaN or infinite number (what a diverged epoch logs)."""
+    return isinstance(value, (int, float)) and not math.isfinite(value)
+
+
 def check_diverged(history, first_epoch):
     """Raises `RunDiverged` if an epoch of this `fit` history logged a NaN or infinite value."""
     for key, values in history.history.items():
         for i, value in enumerate(values):
-            if isinstance(value, (int, float)) and not math.isfinite(value):
+            if non_finite(value):
                 epoch = first_epoch + i + 1
                 raise RunDiverged(f"the run diverged: {key} became {value} in epoch {epoch}", epoch)
 

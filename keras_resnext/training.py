@@ -14,12 +14,11 @@ PyTorch's coupled L2 when momentum is 0 and is the common choice in Keras.
 
 import csv
 import json
-import math
 import os
 
 import keras
 
-from keras_resnext import devices, files
+from keras_resnext import devices, files, run_folder
 from keras_resnext.config import CLASSIFIER
 from keras_resnext.models import ResNeXtModel, classifier
 
@@ -175,11 +174,6 @@ def default_callbacks(output_dir, backup=True, tensorboard=True, backup_dir="bac
     return callbacks
 
 
-def finite_logs(logs):
-    """Whether every number in an epoch's logs is finite (a diverged epoch logs NaN)."""
-    return all(math.isfinite(float(v)) for v in (logs or {}).values() if isinstance(v, (int, float)))
-
-
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     """Keras' BackupAndRestore with a backup that a kill at any instant cannot break.
 
@@ -194,7 +188,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         super().__init__(backup_dir, delete_checkpoint=False)
 
     def on_epoch_end(self, epoch, logs=None):
-        if finite_logs(logs):
+        if not any(run_folder.non_finite(v) for v in (logs or {}).values()):
             super().on_epoch_end(epoch, logs)
 
     def _save_model(self):
