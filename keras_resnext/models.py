@@ -268,15 +268,22 @@ def _stem(x, stem, norm="batch_norm", dtype=None):
 
 
 def _head(x, image, include_top, pooling, classes, classifier_activation):
-    """The classifier or pooling, if any; NaN out for an image with NaN or infinity in it (see `PropagateNonFinite`)."""
+    """The classifier or pooling, if any, after the NaN guard (see `PropagateNonFinite`).
+
+    The guard sits on the last stage's output, before the head, so keras.applications'
+    layer order holds: the classifier is the last layer (its output keeps Keras' logits
+    for the losses) and `layers[-2]` gives the pooled features. An image with NaN or an
+    infinity in it still gets NaN out: pooling and the classifier propagate NaN.
+    """
+    x = PropagateNonFinite(name=config.NONFINITE_GUARD)([x, image])
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = classifier(classes, classifier_activation)(x)
-    elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
-    return PropagateNonFinite(name=config.NONFINITE_GUARD)([x, image])
+        return classifier(classes, classifier_activation)(x)
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return x
 
 
 def classifier(classes, activation="softmax"):

@@ -245,3 +245,61 @@ def test_nan_survives_onednn_fused_kernels():
     result = subprocess.run([sys.executable, "-c", NAN_UNDER_ONEDNN], cwd=os.path.dirname(os.path.dirname(__file__)), env=env, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
+
+
+# keras.applications' contract, as keras' own applications_test.py checks it on ResNet50 and the rest:
+# the classifier is the last layer with the activation asked for, pooled features come before it, and
+# include_top=False takes any channel count, input shape or input tensor.
+LAST_DIM = {constructor: 1024 if constructor.variant.startswith("resnext29") else 2048
+            for constructor in kr.models.NAMED_CONSTRUCTORS}
+
+
+@pytest.mark.parametrize("constructor", kr.models.NAMED_CONSTRUCTORS, ids=lambda c: c.__name__)
+def test_the_classifier_is_the_last_layer_and_pooled_features_come_before_it(constructor):
+    model = constructor(weights=None, include_top=True, classifier_activation="softmax")
+    head, pooled = model.layers[-1], model.layers[-2]
+    assert isinstance(head, keras.layers.Dense) and head.name == "predictions"
+    assert head.activation.__name__ == "softmax"
+    assert head.output is model.output
+    assert isinstance(pooled, keras.layers.GlobalAveragePooling2D)
+    assert tuple(keras.Model(model.input, pooled.output).output.shape) == (None, LAST_DIM[constructor])
+
+
+@pytest.mark.parametrize("constructor", kr.models.NAMED_CONSTRUCTORS, ids=lambda c: c.__name__)
+def test_without_the_top_any_channels_shape_or_input_tensor_is_taken(constructor):
+    last_dim = LAST_DIM[constructor]
+    one_channel = constructor(weights=None, include_top=False, input_shape=(None, None, 1))
+    assert list(one_channel.outputs[0].shape) == [None, None, None, last_dim]
+    custom = constructor(weights=None, include_top=False, input_shape=(123, 123, 4))
+    assert custom.outputs[0].shape[-1] == last_dim
+    tensor = keras.layers.Conv2D(3, 2, strides=2)(keras.Input((200, 200, 4), name="custom_input"))
+    pooled = constructor(weights=None, include_top=False, input_tensor=tensor, pooling="max")
+    assert list(pooled.outputs[0].shape) == [None, last_dim]
+    assert isinstance(pooled.layers[-1], keras.layers.GlobalMaxPooling2D)
+
+
+@pytest.mark.portable
+def test_pooling_is_the_last_layer_and_classifier_activation_can_be_changed_in_place():
+    model = kr.ResNeXt(**TINY, classes=4, input_shape=(32, 32, 3))
+    features = keras.Model(model.input, model.layers[-2].output)  # the usual way to take pooled features
+    assert features.output.shape == (None, 2048)
+    model.layers[-1].activation = None  # the model now outputs logits
+    x = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32")
+    logits = keras.ops.convert_to_numpy(model(x))
+    assert not np.allclose(logits.sum(axis=-1), 1.0)
+    assert kr.ResNeXt(**TINY, include_top=False, pooling="avg", input_shape=(32, 32, 3)).layers[-1].name == "avg_pool"
+
+
+def test_a_confidently_wrong_sample_still_has_a_loss_gradient():
+    # Keras computes crossentropy from the logits the softmax output carries (TensorFlow backend); from
+    # clipped probabilities a confidently wrong sample would give a flat ~16.1 and no gradient.
+    model = kr.ResNeXt(**TINY, classes=3, input_shape=(32, 32, 3))
+    head = model.get_layer("predictions")
+    head.kernel.assign(np.zeros(head.kernel.shape, "float32"))
+    head.bias.assign(np.array([100.0, 0.0, -100.0], "float32"))  # certain of class 0
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    x, y = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32"), np.array([2, 2])
+    loss = float(model.test_on_batch(x, y))
+    assert loss == pytest.approx(200.0, rel=1e-3)  # the true loss, not -log(1e-7)
+    model.train_on_batch(x, y)
+    assert float(head.bias.numpy()[2]) > -100.0 + 0.05  # the gradient moved the true class up
