@@ -17,10 +17,10 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras_resnext as kr  # noqa: E402 - before Keras: it turns oneDNN on where TensorFlow would not
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import keras_resnext as kr  # noqa: E402
 from keras_resnext import data, export  # noqa: E402
 
 

@@ -15,10 +15,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras_resnext as kr  # noqa: E402 - before Keras: it turns oneDNN on where TensorFlow would not
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import keras_resnext as kr  # noqa: E402
 
 BASELINE = "ResNeXt50 include_top=False"
 
@@ -58,6 +58,7 @@ def main(argv=None):
             start = time.perf_counter()
             infer(x)
             results[name].append(args.batch / (time.perf_counter() - start))
+    kr.devices.report()
     base = statistics.median(results[BASELINE])
     implementation = headless.get_layer("stage1_block1").conv2.resolved_implementation
     print(f"backend={keras.backend.backend()} batch={args.batch} size={args.size} rounds={args.rounds} "

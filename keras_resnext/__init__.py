@@ -1,9 +1,13 @@
 """keras-resnext: ResNeXt (Xie et al., CVPR 2017) for Keras 3."""
 
-from keras_resnext import config, flops, folders, grouped_conv, inference, layers, models, weights
-from keras_resnext.imagenet_utils import decode_predictions, preprocess_input
-from keras_resnext.inference import inference_model
-from keras_resnext.models import (
+from keras_resnext import startup
+
+startup.before_tensorflow()  # first: oneDNN must be settled before Keras imports TensorFlow
+
+from keras_resnext import config, devices, flops, folders, grouped_conv, inference, layers, models, weights  # noqa: E402
+from keras_resnext.imagenet_utils import decode_predictions, preprocess_input  # noqa: E402
+from keras_resnext.inference import inference_model  # noqa: E402
+from keras_resnext.models import (  # noqa: E402
     ResNeXt,
     ResNeXt29_8x64d,
     ResNeXt29_16x64d,
@@ -33,6 +37,7 @@ __all__ = [
     "ResNeXt101_64x4d",
     "config",
     "decode_predictions",
+    "devices",
     "flops",
     "folders",
     "grouped_conv",

@@ -19,11 +19,13 @@ default for every layer, and each layer's ``implementation`` argument overrides 
 import contextlib
 import functools
 import os
+import platform
+import warnings
 
 import keras
 from keras import ops
 
-from keras_resnext import devices
+from keras_resnext import devices, startup
 
 IMPLEMENTATIONS = ("auto", "native", "direct", "split", "block_diagonal")
 ENV_VAR = "KERAS_RESNEXT_GROUPED_CONV"
@@ -76,12 +78,31 @@ def _auto_for_backend(backend, dtype):
             return "direct"
         # TF's own CPU kernels have no grouped-conv gradient: without oneDNN, or for
         # float16 on CPUs where oneDNN has no half-precision kernels.
+        if dtype != "float16":
+            _warn_without_onednn()
         return "split"
     if backend == "jax":
         import jax
 
         return "native" if jax.default_backend() in ("gpu", "tpu") else "split"
     return "native"
+
+
+_warned = []
+
+
+def _warn_without_onednn():
+    """Once per process: TensorFlow was imported before keras_resnext, so oneDNN stayed off on this x86-64 CPU."""
+    if (_warned or os.environ.get(startup.ONEDNN_VAR) == "0" or platform.machine().lower() not in startup.X86_64
+            or devices.tf_onednn_enabled() is not False):
+        return
+    _warned.append(True)
+    warnings.warn(
+        "TensorFlow runs without oneDNN here, so grouped convolutions fall back to 'split': ResNeXt runs "
+        "at about 0.66x of ResNet50's speed instead of 0.93x (BENCHMARKS.md). Import keras_resnext before "
+        "tensorflow, or set TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow is imported.",
+        stacklevel=2,
+    )
 
 
 def tf_grouped_kernels_complete(dtype="float32"):

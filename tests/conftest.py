@@ -7,6 +7,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_RESNEXT_CACHE", tempfile.mkdtemp(prefix="keras-resnext-cache-"))
 sys.path.insert(0, os.path.dirname(__file__))  # tests import their shared helpers as `helpers`
 
+import keras_resnext  # noqa: E402,F401 - first, as users do: it turns oneDNN on before TensorFlow loads
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

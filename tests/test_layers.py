@@ -152,25 +152,37 @@ def test_layers_round_trip_through_keras_files(tmp_path):
 
 
 ONEDNN_OFF = """
+import sys
 import numpy as np, keras, keras_resnext as kr
+sys.path.insert(0, "tests")
+from helpers import FIXTURES, TINY
 model = kr.ResNeXt((1, 1), 4, 4, classes=3, input_shape=(32, 32, 3))
 print(model.get_layer("stage1_block1").conv2.resolved_implementation)
 model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
 print(np.isfinite(model.train_on_batch(np.ones((2, 32, 32, 3)), np.array([0, 1]))))
+golden = np.load(FIXTURES / "tv_resnext_tiny_io.npz")  # parity with torchvision holds without oneDNN too
+tv = kr.ResNeXt(**TINY, classes=10, classifier_activation=None, input_shape=(None, None, 3),
+                weights=FIXTURES / "tv_resnext_tiny.safetensors")
+for side in (64, 75):
+    print(np.abs(tv.predict(golden[f"x_nhwc_{side}"], verbose=0) - golden[f"logits_{side}"]).max() < 1e-4)
 """
 
 
 @pytest.mark.slow
-def test_without_onednn_tensorflow_falls_back_to_split_and_still_trains():
-    """Stock TF CPU kernels have no grouped-conv gradient; "auto" must notice (probed once)."""
+def test_without_onednn_tensorflow_falls_back_to_split_still_trains_and_matches_torchvision():
+    """Stock TF CPU kernels have no grouped-conv gradient; "auto" must notice (probed once).
+
+    The rest of the suite runs with oneDNN on (keras_resnext turns it on on x86-64)."""
     import os
     import subprocess
     import sys
 
     env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0", TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
-    result = subprocess.run([sys.executable, "-c", ONEDNN_OFF], env=env, capture_output=True, text=True, timeout=300)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", ONEDNN_OFF], env=env, capture_output=True, text=True, timeout=300,
+                            cwd=root)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["split", "True"]
+    assert result.stdout.split() == ["split", "True", "True", "True"]
 
 
 @pytest.mark.portable

@@ -1,0 +1,74 @@
+"""Before TensorFlow loads: oneDNN on by default on x86-64 (the user's choice kept), and a quiet command line."""
+
+import os
+import platform
+import re
+import subprocess
+import sys
+
+import pytest
+
+from helpers import ENV, cli
+
+pytestmark = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                                reason="TensorFlow's oneDNN default differs only on x86-64")
+ABSL_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d", re.MULTILINE)
+
+STATE = """
+import warnings
+warnings.simplefilter("always")
+{first}
+import os, keras_resnext as kr
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    paths = [kr.grouped_conv.resolve("auto", dtype) for dtype in ("float32", "bfloat16", "float32")]
+told = sum("TensorFlow runs without oneDNN" in str(w.message) for w in caught)
+print(os.environ.get("TF_ENABLE_ONEDNN_OPTS"), kr.devices.tf_onednn_enabled(), paths[0], told)
+"""
+
+
+def onednn_state(first="", **env):
+    base = {k: v for k, v in ENV.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    result = subprocess.run([sys.executable, "-c", STATE.format(first=first)], env={**base, **env},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.split()
+
+
+def test_importing_the_package_first_turns_onednn_on():
+    assert onednn_state() == ["1", "True", "direct", "0"]
+
+
+def test_the_users_own_setting_is_kept():
+    assert onednn_state(TF_ENABLE_ONEDNN_OPTS="0") == ["0", "False", "split", "0"]  # off as asked: no warning
+
+
+def test_tensorflow_imported_first_without_onednn_warns_once():
+    variable, enabled, path, told = onednn_state(first="import tensorflow")
+    assert variable == "None"
+    if enabled == "True":  # a CPU where TensorFlow turns oneDNN on itself (AVX-512 VNNI/BF16, AMX)
+        assert (path, told) == ("direct", "0")
+    else:
+        assert (path, told) == ("split", "1")  # once, for two dtypes and three layers
+
+
+def test_the_command_line_starts_quietly_and_verbose_brings_tensorflow_back():
+    env = {k: v for k, v in ENV.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    quiet = cli("summary", "ResNeXt29_8x64d", env=env)
+    assert quiet.returncode == 0 and "trainable parameters" in quiet.stdout
+    assert not ABSL_LINE.search(quiet.stderr), quiet.stderr
+    assert "absl" not in quiet.stderr and "oneDNN" not in quiet.stderr and "cuda" not in quiet.stderr.lower()
+    verbose = cli("summary", "ResNeXt29_8x64d", "--verbose", env=env)
+    assert verbose.returncode == 0 and ABSL_LINE.search(verbose.stderr)
+    own_level = cli("summary", "ResNeXt29_8x64d", env=dict(env, TF_CPP_MIN_LOG_LEVEL="0"))
+    assert ABSL_LINE.search(own_level.stderr)  # the user's own setting: TensorFlow's lines as it prints them
+
+
+def test_info_tells_what_runs_here():
+    result = cli("info", env={k: v for k, v in ENV.items() if k != "TF_ENABLE_ONEDNN_OPTS"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in result.stdout.splitlines())
+    assert rows["keras backend"] == "tensorflow" and rows["tensorflow"]
+    assert rows["oneDNN (TensorFlow)"].startswith("on")
+    assert rows["grouped conv 'auto', float32"] == "direct"
+    assert {"native bfloat16", "int8 dot products (VNNI)", "AMX", "accelerator", "cpu features"} <= set(rows)
