@@ -7,9 +7,32 @@ import json
 import math
 import os
 import shutil
+import stat
 import tempfile
+import threading
 
 TEMPORARY_PREFIX = ".tmp-"
+_umask_lock = threading.Lock()
+
+
+def current_umask():
+    """The process's umask (read by setting and restoring it: POSIX has no read-only call)."""
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def _final_mode(path, default):
+    """The mode a new file at `path` should get: a replaced file keeps its own, else `default & ~umask`.
+
+    `mkstemp`/`mkdtemp` make private (0600/0700) temporaries; without this every file the
+    package writes would stay private to its creator.
+    """
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return default & ~current_umask()
 
 
 @contextlib.contextmanager
@@ -29,8 +52,10 @@ def atomic_path(path):
     except OSError as e:  # name the file asked for, not the temporary beside it
         raise type(e)(e.errno, e.strerror, path) from None
     os.close(fd)
+    mode = _final_mode(path, 0o666)
     try:
         yield tmp
+        os.chmod(tmp, mode)  # after the writer: some writers replace the file they are given
         with open(tmp, "rb") as f:  # on disk before it takes the name, so a crash cannot leave it empty
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -50,8 +75,10 @@ def atomic_dir(path):
         tmp = tempfile.mkdtemp(dir=parent, prefix=TEMPORARY_PREFIX)
     except OSError as e:  # name the folder asked for, not the temporary beside it
         raise type(e)(e.errno, e.strerror, path) from None
+    mode = _final_mode(path, 0o777)
     try:
         yield tmp
+        os.chmod(tmp, mode)
         if os.path.isdir(path):  # the old folder is kept until the new one is whole
             os.replace(path, tmp + "-old")
         os.replace(tmp, path)

@@ -1,7 +1,9 @@
 """The main job and its resumption, run as a user runs them: the real CLI, in subprocesses."""
 
 import json
+import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 
 from helpers import ENV, cli, log_rows
-from keras_resnext import data
+from keras_resnext import data, files
 
 
 @pytest.mark.slow
@@ -29,6 +31,9 @@ def test_main_job_reaches_95_percent_on_digits_and_writes_its_run_folder(main_jo
     images, _ = next(iter(data.load_dataset("digits", "test", batch_size=360)[0]))
     accuracy = float(np.mean(np.argmax(model.predict(images, verbose=0), axis=1) == y))
     assert accuracy == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    readable = 0o666 & ~files.current_umask()  # what open() gives: others can serve the model
+    for name in ("model.keras", "metrics.json", "log.csv", "curves.png", "confusion_matrix.png"):
+        assert stat.S_IMODE(os.stat(main_job / name).st_mode) == readable, name
 
 
 @pytest.mark.slow
