@@ -30,10 +30,6 @@ def positive_int(text):
     return value
 
 
-def _quiet_tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
 def cmd_summary(args):
     from keras_resnext import config, models
 
@@ -164,13 +160,20 @@ def _calibration_data(args, model):
     return dataset.unbatch().take(args.calibration_images).batch(32)
 
 
+# The named search specs ship inside the package (tuning/specs/ in the repository links here).
+SPECS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "specs")
+
+
+def spec_names():
+    """The names `tune --spec NAME` accepts."""
+    return sorted(f[:-5] for f in os.listdir(SPECS_DIR) if f.endswith(".json"))
+
+
 def load_spec(name):
-    """A search spec by path or by name in ./tuning/specs/ (JSON of `jobs.tune` arguments)."""
-    specs_dir = os.path.join("tuning", "specs")
-    path = name if os.path.exists(name) else os.path.join(specs_dir, f"{name}.json")
-    if not os.path.exists(path):
-        specs = sorted(f[:-5] for f in os.listdir(specs_dir)) if os.path.isdir(specs_dir) else []
-        raise ValueError(f"No search spec {name!r}; give a JSON file or one of: {', '.join(specs) or 'none here'}.")
+    """A search spec by path or by name (`spec_names()`): JSON of `jobs.tune` arguments."""
+    path = name if os.path.exists(name) else os.path.join(SPECS_DIR, f"{name}.json")
+    if not os.path.isfile(path):
+        raise ValueError(f"No search spec {name!r}; give a JSON file or one of: {', '.join(spec_names())}.")
     try:
         with open(path) as f:
             spec = json.load(f)
@@ -224,6 +227,12 @@ def cmd_tune(args):
     print(f"wrote {kwargs.get('output', 'tune-run')}/trials.csv, best_model.keras, accuracy_vs_cardinality.png")
 
 
+def cmd_info(args):
+    from keras_resnext import devices
+
+    devices.report()
+
+
 def cmd_weights(args):
     from keras_resnext.weights import format_table, list_weights
 
@@ -264,6 +273,7 @@ def _train_parser(sub):
     p.add_argument("--class-weight", default=None, choices=("balanced",), help="weigh the loss by 1 / class frequency")
     p.add_argument("--overwrite", action="store_true", help="train afresh in a run folder that holds a finished run")
     p.set_defaults(func=cmd_train)
+    return p
 
 
 def _evaluate_parser(sub):
@@ -272,6 +282,7 @@ def _evaluate_parser(sub):
     _add_data_arguments(p)
     _add_precision_argument(p)
     p.set_defaults(func=cmd_evaluate)
+    return p
 
 
 def _add_precision_argument(p):
@@ -289,6 +300,7 @@ def _predict_parser(sub):
     p.add_argument("--csv", default=None, help="write the predictions as CSV (default predictions.csv for a folder)")
     _add_precision_argument(p)
     p.set_defaults(func=cmd_predict)
+    return p
 
 
 def _export_parser(sub):
@@ -306,11 +318,12 @@ def _export_parser(sub):
     p.add_argument("--opset", type=int, default=None)
     p.add_argument("--batch-size", type=positive_int, default=None, help="fixed batch (default: dynamic)")
     p.set_defaults(func=cmd_export)
+    return p
 
 
 def _tune_parser(sub):
     p = sub.add_parser("tune", help="search cardinality vs width at a fixed MAC budget (keras-tuner)")
-    p.add_argument("--spec", default=None, help="a search spec: JSON path or name in tuning/specs/")
+    p.add_argument("--spec", default=None, help=f"a search spec: a JSON file or one of {', '.join(spec_names())}")
     _add_data_arguments(p, dataset_default=None)
     p.add_argument("--budget", default=None, help="MACs: 20M, 4.2G, or a model name such as ResNet50 (default 20M)")
     p.add_argument("--max-trials", type=positive_int, default=None)
@@ -324,12 +337,14 @@ def _tune_parser(sub):
     p.add_argument("--tolerance", type=float, default=None, help="budget tolerance, default 0.05")
     p.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     p.set_defaults(func=cmd_tune)
+    return p
 
 
 def _weights_parser(sub):
     p = sub.add_parser("weights", help="the table of pretrained weights")
     p.add_argument("--model", default=None, help="only this variant, e.g. resnext50_32x4d")
     p.set_defaults(func=cmd_weights)
+    return p
 
 
 def _summary_parser(sub):
@@ -339,22 +354,30 @@ def _summary_parser(sub):
     p.add_argument("--features", action="store_true", help="the feature levels (a backbone's view) instead of layers")
     p.add_argument("--output-stride", type=int, default=32, choices=OUTPUT_STRIDES, help="dilate instead of striding")
     p.set_defaults(func=cmd_summary)
+    return p
+
+
+def _info_parser(sub):
+    p = sub.add_parser("info", help="what runs here: versions, CPU features, oneDNN, grouped-conv paths, accelerators")
+    p.set_defaults(func=cmd_info)
+    return p
 
 
 COMMANDS = (_train_parser, _evaluate_parser, _predict_parser, _export_parser, _tune_parser, _weights_parser,
-            _summary_parser)
+            _summary_parser, _info_parser)
 
 
 def make_parser():
     parser = _Parser(prog="keras-resnext", description="ResNeXt for Keras 3.")
     sub = parser.add_subparsers(dest="command", required=True)
     for add_command in COMMANDS:
-        add_command(sub)
+        command = add_command(sub)
+        # Read before TensorFlow loads (keras_resnext.startup); here so every command accepts it.
+        command.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log lines")
     return parser
 
 
 def main(argv=None):
-    _quiet_tensorflow()
     args = make_parser().parse_args(argv)
     try:
         return args.func(args)

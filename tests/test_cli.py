@@ -1,6 +1,8 @@
 """The command line as a user meets it: each command's output, files and errors, in subprocesses."""
 
 import json
+import os
+import pathlib
 
 import numpy as np
 import onnxruntime as ort
@@ -47,6 +49,20 @@ def test_cli_exports_a_saved_keras_model_and_refuses_bad_options(tiny_model, tmp
     assert "Traceback" not in bad_opset.stderr
     bad_format = cli("export", str(source), "--format", "tflite", "--output", str(tmp_path / "x"))
     assert bad_format.returncode == 2 and "invalid choice: 'tflite'" in bad_format.stderr
+
+
+def test_named_search_specs_ship_with_the_package_and_are_found_from_any_directory(tmp_path, monkeypatch):
+    from keras_resnext import cli as command_line
+
+    monkeypatch.chdir(tmp_path)
+    assert command_line.spec_names() == ["cifar10_resnext29", "digits_20m", "imagenet_resnet50_budget"]
+    spec = command_line.load_spec("digits_20m")
+    assert spec["tuner"] == "grid" and spec["dataset"] == "digits" and "description" not in spec
+    with pytest.raises(ValueError, match="one of: cifar10_resnext29, digits_20m, imagenet_resnet50_budget"):
+        command_line.load_spec("nosuch")
+    repository_specs = pathlib.Path(__file__).parents[1] / "tuning" / "specs"
+    assert os.path.samefile(repository_specs, command_line.SPECS_DIR)  # one source, no copies
+    assert "digits_20m" in cli("tune", "--help", cwd=tmp_path).stdout
 
 
 def test_cli_summary_prints_exact_totals():
