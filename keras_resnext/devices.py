@@ -1,4 +1,14 @@
-"""What TensorFlow runs on here: the one place that asks for GPUs and TPUs."""
+"""What runs here: the accelerators, the CPU's features, oneDNN, and the grouped-conv path that is fastest.
+
+The one place that asks for GPUs and TPUs; `report()` prints it all (`keras-resnext info`).
+"""
+
+import functools
+import os
+import platform
+import warnings
+
+from keras_resnext import startup
 
 
 def tf_gpus():
@@ -27,8 +37,8 @@ def accelerator():
     if backend == "jax":
         import jax
 
-        platform = jax.default_backend()
-        return platform if platform in ("gpu", "tpu") else None
+        device = jax.default_backend()
+        return device if device in ("gpu", "tpu") else None
     if backend == "torch":
         import torch
 
@@ -53,10 +63,81 @@ def cpu_has_native_bf16():
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
+@functools.cache
+def fastest_grouped_conv(backend, dtype="float32"):
+    """The grouped-conv implementation `"auto"` stands for on `backend` here, for `dtype`."""
+    if backend == "tensorflow":
+        if tf_grouped_kernels_complete(dtype):
+            return "direct"
+        # TF's own CPU kernels have no grouped-conv gradient: without oneDNN, or for float16
+        # (and bfloat16 without AVX-512), which oneDNN has no kernels for on that CPU.
+        if dtype != "float16":
+            _warn_without_onednn()
+        return "split"
+    if backend == "jax":
+        import jax
+
+        return "native" if jax.default_backend() in ("gpu", "tpu") else "split"
+    return "native"
+
+
+_warned = []
+
+
+def _warn_without_onednn():
+    """Once per process: TensorFlow was imported before keras_resnext, so oneDNN stayed off on this x86-64 CPU."""
+    if (_warned or os.environ.get(startup.ONEDNN_VAR) == "0" or platform.machine().lower() not in startup.X86_64
+            or tf_onednn_enabled() is not False):
+        return
+    _warned.append(True)
+    warnings.warn(
+        "TensorFlow runs without oneDNN here, so grouped convolutions fall back to 'split': ResNeXt runs "
+        "at about 0.66x of ResNet50's speed instead of 0.93x (BENCHMARKS.md). Import keras_resnext before "
+        "tensorflow, or set TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow is imported.",
+        stacklevel=2,
+    )
+
+
+def tf_grouped_kernels_complete(dtype="float32"):
+    """Whether TensorFlow here has every grouped-conv kernel: gradients and fused conv+bias+ReLU.
+
+    True on GPUs and TPUs, and on CPUs where TensorFlow runs oneDNN (TensorFlow turns it
+    on only on CPUs with AVX-512 VNNI/BF16 or AMX; `keras_resnext.startup` on every
+    x86-64 CPU). TensorFlow's own CPU kernels have
+    neither: no grouped gradient, and grappler's fused conv refuses groups.
+    """
+    return bool(tf_accelerator()) or _tf_cpu_grouped_gradients_work(str(dtype))
+
+
+@functools.cache
+def _tf_cpu_grouped_gradients_work(dtype):
+    """oneDNN computes grouped-conv gradients on CPU; stock TF kernels refuse. Probed once per dtype.
+
+    The probe runs in a fresh thread: TensorFlow's eager context is per thread, so it
+    executes eagerly even when called while a `tf.function` is being traced (where
+    `tf.init_scope` would pause the gradient tape and prove nothing).
+    """
+    import concurrent.futures
+
+    import tensorflow as tf
+
+    def probe():
+        x = tf.ones([2, 8, 8, 16], dtype)  # 4 groups of 4 channels: small but typical
+        kernel = tf.ones([3, 3, 4, 16], dtype)
+        try:
+            with tf.GradientTape() as tape:
+                tape.watch([x, kernel])
+                y = tf.nn.conv2d(x, kernel, 1, "VALID")
+            return all(g is not None for g in tape.gradient(y, [x, kernel]))
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.NotFoundError):
+            return False
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(probe).result()
+
+
 def cpu_name():
     """The CPU's model name (Linux /proc/cpuinfo), else what `platform` says."""
-    import platform
-
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -77,10 +158,6 @@ def tf_onednn_enabled():
 
 
 def _onednn_line():
-    import os
-
-    from keras_resnext import startup
-
     enabled = tf_onednn_enabled()
     if enabled is None:
         return "n/a (no TensorFlow)"
@@ -95,12 +172,7 @@ def _onednn_line():
 
 def facts():
     """What runs here, as `(name, value)` rows: versions, the CPU's features, oneDNN, grouped-conv paths, accelerators."""
-    import os
-    import platform
-
     import keras
-
-    from keras_resnext import grouped_conv
 
     flags = cpu_flags()
     rows = [("python", platform.python_version()), ("keras", keras.__version__),
@@ -120,7 +192,9 @@ def facts():
         ("oneDNN (TensorFlow)", _onednn_line()),
     ]
     for dtype in ("float32", "bfloat16"):
-        rows.append((f"grouped conv 'auto', {dtype}", grouped_conv.resolve("auto", dtype)))
+        rows.append((f"grouped conv 'auto', {dtype}", fastest_grouped_conv(keras.backend.backend(), dtype)))
+    if os.environ.get("KERAS_RESNEXT_GROUPED_CONV"):
+        rows.append(("KERAS_RESNEXT_GROUPED_CONV", os.environ["KERAS_RESNEXT_GROUPED_CONV"] + " (overrides 'auto')"))
     rows.append(("accelerator", accelerator() or "none (CPU)"))
     return rows
 

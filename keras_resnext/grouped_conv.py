@@ -12,20 +12,18 @@ BENCHMARKS.md). The same kernel can be applied in four equivalent ways:
 - ``"split"``: one dense conv per group, then concatenation (the paper's Fig. 3b).
 - ``"block_diagonal"``: one dense conv with a block-diagonal kernel.
 
-``"auto"`` picks per backend and device; ``KERAS_RESNEXT_GROUPED_CONV`` overrides the
+``"auto"`` picks per backend and device (`keras_resnext.devices.fastest_grouped_conv`);
+``KERAS_RESNEXT_GROUPED_CONV`` overrides the
 default for every layer, and each layer's ``implementation`` argument overrides both.
 """
 
 import contextlib
-import functools
 import os
-import platform
-import warnings
 
 import keras
 from keras import ops
 
-from keras_resnext import devices, startup
+from keras_resnext import devices
 
 IMPLEMENTATIONS = ("auto", "native", "direct", "split", "block_diagonal")
 ENV_VAR = "KERAS_RESNEXT_GROUPED_CONV"
@@ -68,78 +66,7 @@ def resolve(implementation, dtype="float32"):
         implementation = validate_implementation(os.environ.get(ENV_VAR, "auto"))
     if implementation != "auto":
         return implementation
-    return _auto_for_backend(keras.backend.backend(), str(dtype))
-
-
-@functools.cache
-def _auto_for_backend(backend, dtype):
-    if backend == "tensorflow":
-        if tf_grouped_kernels_complete(dtype):
-            return "direct"
-        # TF's own CPU kernels have no grouped-conv gradient: without oneDNN, or for
-        # float16 on CPUs where oneDNN has no half-precision kernels.
-        if dtype != "float16":
-            _warn_without_onednn()
-        return "split"
-    if backend == "jax":
-        import jax
-
-        return "native" if jax.default_backend() in ("gpu", "tpu") else "split"
-    return "native"
-
-
-_warned = []
-
-
-def _warn_without_onednn():
-    """Once per process: TensorFlow was imported before keras_resnext, so oneDNN stayed off on this x86-64 CPU."""
-    if (_warned or os.environ.get(startup.ONEDNN_VAR) == "0" or platform.machine().lower() not in startup.X86_64
-            or devices.tf_onednn_enabled() is not False):
-        return
-    _warned.append(True)
-    warnings.warn(
-        "TensorFlow runs without oneDNN here, so grouped convolutions fall back to 'split': ResNeXt runs "
-        "at about 0.66x of ResNet50's speed instead of 0.93x (BENCHMARKS.md). Import keras_resnext before "
-        "tensorflow, or set TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow is imported.",
-        stacklevel=2,
-    )
-
-
-def tf_grouped_kernels_complete(dtype="float32"):
-    """Whether TensorFlow here has every grouped-conv kernel: gradients and fused conv+bias+ReLU.
-
-    True on GPUs and TPUs, and on CPUs where TensorFlow runs oneDNN (on by default
-    only on CPUs with AVX-512 VNNI/BF16 or AMX). TensorFlow's own CPU kernels have
-    neither: no grouped gradient, and grappler's fused conv refuses groups.
-    """
-    return bool(devices.tf_accelerator()) or _tf_cpu_grouped_gradients_work(str(dtype))
-
-
-@functools.cache
-def _tf_cpu_grouped_gradients_work(dtype):
-    """oneDNN computes grouped-conv gradients on CPU; stock TF kernels refuse. Probed once per dtype.
-
-    The probe runs in a fresh thread: TensorFlow's eager context is per thread, so it
-    executes eagerly even when called while a `tf.function` is being traced (where
-    `tf.init_scope` would pause the gradient tape and prove nothing).
-    """
-    import concurrent.futures
-
-    import tensorflow as tf
-
-    def probe():
-        x = tf.ones([2, 8, 8, 16], dtype)  # 4 groups of 4 channels: small but typical
-        kernel = tf.ones([3, 3, 4, 16], dtype)
-        try:
-            with tf.GradientTape() as tape:
-                tape.watch([x, kernel])
-                y = tf.nn.conv2d(x, kernel, 1, "VALID")
-            return all(g is not None for g in tape.gradient(y, [x, kernel]))
-        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.NotFoundError):
-            return False
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(probe).result()
+    return devices.fastest_grouped_conv(keras.backend.backend(), str(dtype))
 
 
 def grouped_conv(x, kernel, strides, padding, groups, implementation, dilation_rate=1):
@@ -190,7 +117,7 @@ def bias_add(x, bias, grouped=False):
     groups: otherwise grappler would still fuse the ops, into a kernel that fails.
     """
     if keras.backend.backend() == "tensorflow" and (
-        not grouped or tf_grouped_kernels_complete(keras.backend.standardize_dtype(x.dtype))
+        not grouped or devices.tf_grouped_kernels_complete(keras.backend.standardize_dtype(x.dtype))
     ):
         import tensorflow as tf
 

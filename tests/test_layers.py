@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_resnext import grouped_conv
+from keras_resnext import devices, grouped_conv
 from keras_resnext.layers import GroupedConv2D, ResNeXtBlock
 
 pytestmark = pytest.mark.portable
@@ -14,7 +14,7 @@ IMPLEMENTATIONS = ["native", "split", "block_diagonal"] + (
 
 def _has_grouped_gradients(implementation):
     """"direct" trains only where TensorFlow has grouped-conv gradients (oneDNN, GPU, TPU)."""
-    return implementation != "direct" or grouped_conv.tf_grouped_kernels_complete()
+    return implementation != "direct" or devices.tf_grouped_kernels_complete()
 
 
 def _reference_grouped_conv(x, kernel, groups, strides, pad):
@@ -55,7 +55,7 @@ def test_grouped_conv_gradients_match_across_implementations():
 
 def test_auto_resolves_to_a_fast_path_and_env_var_overrides(monkeypatch):
     layer = GroupedConv2D(8, 3, groups=4)
-    tf_fast = "direct" if keras.backend.backend() == "tensorflow" and grouped_conv.tf_grouped_kernels_complete() else "split"
+    tf_fast = "direct" if keras.backend.backend() == "tensorflow" and devices.tf_grouped_kernels_complete() else "split"
     expected = {"tensorflow": tf_fast, "jax": "split"}.get(keras.backend.backend(), "native")
     assert layer.resolved_implementation == expected  # CPU: never XLA's slow grouped conv
     monkeypatch.setenv(grouped_conv.ENV_VAR, "block_diagonal")
