@@ -4,7 +4,9 @@ from keras_resnext import startup
 
 startup.before_tensorflow()  # first: oneDNN must be settled before Keras imports TensorFlow
 
-from keras_resnext import config, devices, flops, folders, grouped_conv, inference, layers, models, weights  # noqa: E402
+from keras_resnext import (  # noqa: E402
+    config, devices, explain, flops, folders, grouped_conv, inference, layers, models, weights,
+)
 from keras_resnext.imagenet_utils import decode_predictions, preprocess_input  # noqa: E402
 from keras_resnext.inference import inference_model  # noqa: E402
 from keras_resnext.models import (  # noqa: E402
@@ -38,6 +40,7 @@ __all__ = [
     "config",
     "decode_predictions",
     "devices",
+    "explain",
     "flops",
     "folders",
     "grouped_conv",

@@ -108,11 +108,13 @@ def cmd_predict(args):
     if not args.model_file and not args.model:
         raise ValueError("give --model-file RUN/model.keras, or --model NAME [--weights TAG].")
     results = jobs.predict(args.images, model_path=args.model_file, model=args.model, weights=args.weights,
-                           top=args.top, show_progress=True, precision=args.precision)
+                           top=args.top, show_progress=True, precision=args.precision, explain_dir=args.explain)
     csv_path = args.csv or ("predictions.csv" if any(os.path.isdir(p) for p in args.images) else None)
     if csv_path:
         jobs.write_predictions_csv(csv_path, results)
         print(f"wrote {csv_path} ({len(results)} images)")
+    if args.explain:
+        print(f"wrote Grad-CAM overlays to {args.explain}")
     failed = 0
     for path, result in results.items():
         if isinstance(result, str):
@@ -298,6 +300,8 @@ def _predict_parser(sub):
     p.add_argument("--weights", default="imagenet")
     p.add_argument("--top", type=positive_int, default=5)
     p.add_argument("--csv", default=None, help="write the predictions as CSV (default predictions.csv for a folder)")
+    p.add_argument("--explain", default=None, metavar="DIR",
+                   help="write a Grad-CAM overlay per image to DIR: where the model looked for its top class")
     _add_precision_argument(p)
     p.set_defaults(func=cmd_predict)
     return p

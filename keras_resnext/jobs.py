@@ -353,10 +353,13 @@ def evaluate(model_path, dataset="digits", batch_size=128, data_dir=None, downlo
             "confusion_matrix": png}
 
 
-def predict(paths, model_path=None, model=None, weights="imagenet", top=5, show_progress=False, precision="float32"):
+def predict(paths, model_path=None, model=None, weights="imagenet", top=5, show_progress=False, precision="float32",
+            explain_dir=None):
     """Top-k `(class name, probability)` per image path; an unreadable file gets an error string.
 
-    A folder among `paths` stands for every image file under it (sorted).
+    A folder among `paths` stands for every image file under it (sorted). With
+    `explain_dir`, a Grad-CAM overlay of the top class is written there per image
+    (`<image name>.gradcam.png`, see `keras_resnext.explain`).
 
     Uses a saved run (`model_path`, with its class names and preprocessing) or a
     named constructor with pretrained weights (ImageNet classes).
@@ -384,7 +387,20 @@ def predict(paths, model_path=None, model=None, weights="imagenet", top=5, show_
             probs = keras.ops.convert_to_numpy(keras.ops.softmax(probs))
         best = np.argsort(probs)[::-1][:top]
         results[path] = [(names[i], float(probs[i])) for i in best]
+        if explain_dir:
+            _write_explanation(net, image, (image - mean) / std, int(best[0]), results[path][0], path, explain_dir)
     return results
+
+
+def _write_explanation(net, image, pixels, class_index, prediction, path, explain_dir):
+    """The Grad-CAM overlay of `class_index` for one image, titled with the prediction."""
+    from keras_resnext import explain
+
+    heatmap = explain.gradcam(net, keras.ops.convert_to_numpy(pixels)[None], class_index=class_index)[0]
+    picture = explain.overlay(keras.ops.convert_to_numpy(image), heatmap)
+    name, probability = prediction
+    png = os.path.join(explain_dir, os.path.splitext(os.path.basename(path))[0] + ".gradcam.png")
+    plots.explanation(picture, f"{os.path.basename(path)}: {name} ({probability:.1%})", png)
 
 
 def expand_image_paths(paths):

@@ -69,3 +69,13 @@ def confusion_matrix(matrix, class_names, png):
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black")
     _save(fig, png)
+
+
+def explanation(picture, title, png):
+    """A Grad-CAM overlay (`keras_resnext.explain.overlay`) with the prediction as its title."""
+    height, width = picture.shape[:2]
+    fig, ax = _pyplot().subplots(figsize=(4, 4 * height / width + 0.4))
+    ax.imshow(picture)
+    ax.set_title(title, fontsize=10)
+    ax.axis("off")
+    _save(fig, png)
