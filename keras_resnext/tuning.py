@@ -8,6 +8,7 @@ oracle (RandomSearch, BayesianOptimization, GridSearch, Hyperband) samples only
 affordable models and never records a failed trial for an unaffordable one.
 """
 
+import functools
 import json
 import math
 import os
@@ -228,21 +229,84 @@ def make_keras_tuner_writes_atomic():
         tuner_utils.SaveBestEpoch._save_model = _atomic_save_weights
 
 
+class _ResumableOracle:
+    """Reloads only the trials the oracle's own state knows.
+
+    keras-tuner saves a new trial's file, then the oracle's state. A kill between the two
+    leaves a trial that never runs (no tuner holds it) yet counts against `max_trials`,
+    so the resumed search would end one trial short. Dropped here; the next trial takes
+    its id and overwrites its file.
+    """
+
+    def reload(self):
+        super().reload()
+        started = set(self.start_order)
+        for trial_id in [trial_id for trial_id in self.trials if trial_id not in started]:
+            del self.trials[trial_id]
+
+
+class ResumableRandomSearchOracle(_ResumableOracle, keras_tuner.oracles.RandomSearchOracle):
+    pass
+
+
+class ResumableBayesianOptimizationOracle(_ResumableOracle, keras_tuner.oracles.BayesianOptimizationOracle):
+    pass
+
+
+class ResumableHyperbandOracle(_ResumableOracle, keras_tuner.oracles.HyperbandOracle):
+    pass
+
+
+class ResumableGridSearchOracle(_ResumableOracle, keras_tuner.oracles.GridSearchOracle):
+    """keras-tuner's grid search, resumable after a kill (keras-team/keras-tuner#1055).
+
+    `GridSearchOracle` walks the grid from two structures it keeps only in memory: the
+    started trials in grid order (`_ordered_ids`) and the trials whose successor it has
+    yet to generate (`_populate_next`). Reloaded, it has neither, and the next ended trial
+    is looked up in the empty order: `KeyError`. Both follow from what the oracle does
+    save, so they are rebuilt on reload: the started trials sorted in grid order, and
+    every started trial queued for its successor (a successor already tried is skipped,
+    since it is the next entry in that order).
+    """
+
+    def set_state(self, state):
+        super().set_state(state)
+        started = [trial_id for trial_id in self.start_order if trial_id in self.trials]
+        in_grid_order = sorted(started, key=functools.cmp_to_key(
+            lambda a, b: self._compare(self.trials[a].hyperparameters.values, self.trials[b].hyperparameters.values)
+        ))
+        self._ordered_ids = type(self._ordered_ids)()
+        for trial_id in in_grid_order:
+            self._ordered_ids.insert(trial_id)
+        self._populate_next = list(in_grid_order)
+
+
+class _HyperbandTuner(keras_tuner.Hyperband):
+    """keras-tuner's Hyperband tuner (its epoch schedule per trial) on an oracle given to it."""
+
+    def __init__(self, oracle, hypermodel, **kwargs):
+        keras_tuner.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
+
+
+ORACLES = {
+    "random": ResumableRandomSearchOracle,
+    "bayesian": ResumableBayesianOptimizationOracle,
+    "grid": ResumableGridSearchOracle,
+    "hyperband": ResumableHyperbandOracle,
+}
+
+
 def make_tuner(kind, hypermodel, *, directory, project_name="resnext", max_trials=10, max_epochs=10,
                objective="val_accuracy", seed=0, overwrite=False, **kwargs):
-    """A keras-tuner tuner by name; resumes from `directory` unless `overwrite`."""
+    """A keras-tuner tuner by name on a resumable oracle; resumes from `directory` unless `overwrite`."""
     make_keras_tuner_writes_atomic()
-    common = dict(objective=objective, directory=directory, project_name=project_name, seed=seed,
-                  overwrite=overwrite, **kwargs)
-    if kind == "random":
-        return keras_tuner.RandomSearch(hypermodel, max_trials=max_trials, **common)
-    if kind == "bayesian":
-        return keras_tuner.BayesianOptimization(hypermodel, max_trials=max_trials, **common)
-    if kind == "grid":
-        return keras_tuner.GridSearch(hypermodel, max_trials=max_trials, **common)
-    if kind == "hyperband":
-        return keras_tuner.Hyperband(hypermodel, max_epochs=max_epochs, **common)
-    raise ValueError(f"Unknown tuner {kind!r}; expected one of {', '.join(TUNERS)}.")
+    check_choice("tuner", kind, TUNERS)
+    budget = dict(max_epochs=max_epochs) if kind == "hyperband" else dict(max_trials=max_trials)
+    # keras-tuner reads seed 0 as "no seed" (a random one): shift, so every seed is reproducible.
+    oracle = ORACLES[kind](objective=objective, seed=seed + 1, **budget)
+    tuner = _HyperbandTuner if kind == "hyperband" else keras_tuner.Tuner
+    return tuner(oracle=oracle, hypermodel=hypermodel, directory=directory, project_name=project_name,
+                 overwrite=overwrite, **kwargs)
 
 
 def trials_table(tuner, hypermodel):
