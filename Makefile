@@ -19,11 +19,11 @@ demo: $(STAMP)
 test: test-tf test-jax
 
 test-tf: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # The portable subset again on the JAX backend.
 test-jax: $(STAMP)
-	KERAS_BACKEND=jax $(PY) -m pytest -q -m portable
+	KERAS_BACKEND=jax $(PY) -m pytest -q -m portable --durations=15
 
 bench: $(STAMP)
 	$(PY) benchmarks/speed.py --onnx
