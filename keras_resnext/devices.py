@@ -86,7 +86,7 @@ _warned = []
 
 def _warn_without_onednn():
     """Once per process: TensorFlow was imported before keras_resnext, so oneDNN stayed off on this x86-64 CPU."""
-    if (_warned or os.environ.get(startup.ONEDNN_VAR) == "0" or platform.machine().lower() not in startup.X86_64
+    if (_warned or os.environ.get(startup.ONEDNN_VAR) == "0" or not startup.on_x86_64()
             or tf_onednn_enabled() is not False):
         return
     _warned.append(True)
@@ -171,7 +171,7 @@ def _onednn_line():
 
 
 def facts():
-    """What runs here, as `(name, value)` rows: versions, the CPU's features, oneDNN, grouped-conv paths, accelerators."""
+    """What runs here, as `(name, value)` rows: versions, CPU features, oneDNN, grouped-conv paths, accelerators."""
     import keras
 
     flags = cpu_flags()

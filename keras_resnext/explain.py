@@ -14,7 +14,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_resnext.config import CLASSIFIER, NONFINITE_GUARD
+from keras_resnext.config import CLASSIFIER
+from keras_resnext.models import classifier_layer
 
 __all__ = ["gradcam", "overlay"]
 
@@ -35,8 +36,8 @@ def gradcam(model, images, class_index=None, level=None):
         stays zero); NaN for an image with a NaN or infinite pixel.
     """
     levels = getattr(model, "pyramid_outputs", None)
-    head = next((layer for layer in getattr(model, "layers", []) if layer.name == CLASSIFIER), None)
-    if not levels or head is None:
+    head = classifier_layer(model) if levels else None
+    if head is None:
         raise ValueError("gradcam needs a keras_resnext classifier: a model with `pyramid_outputs` and its "
                          f"'{CLASSIFIER}' layer (built with include_top=True); got {getattr(model, 'name', model)!r}.")
     level = _check_level(levels, level)
@@ -45,16 +46,17 @@ def gradcam(model, images, class_index=None, level=None):
         raise ValueError(f"gradcam takes a batch of images (N, H, W, C); got an array of shape {images.shape}.")
     pixels = ops.convert_to_tensor(images)
     features = keras.Model(model.inputs[0], levels[level])(pixels, training=False)
-    classes = int(head.kernel.shape[-1])
+    chosen = _check_classes(class_index, len(images), int(head.kernel.shape[-1]))
     rest = _rest_of_the_network(model, levels[level], head)
 
-    def scores(feature_map, chosen):
+    def score(feature_map):
+        """The chosen classes' logits, summed over the batch (each image's gradient is its own)."""
         logits = ops.cast(rest([feature_map, pixels]), "float32")
-        return ops.sum(ops.take_along_axis(logits, chosen[:, None], axis=1))
+        # Top classes are picked inside the same pass; argmax has no gradient to disturb.
+        classes = ops.argmax(logits, axis=1) if chosen is None else ops.convert_to_tensor(chosen)
+        return ops.sum(ops.take_along_axis(logits, ops.cast(classes, "int32")[:, None], axis=1))
 
-    logits = np.asarray(ops.convert_to_numpy(ops.cast(rest([features, pixels]), "float32")))
-    chosen = _check_classes(class_index, logits, classes)
-    grads = _gradient(lambda f: scores(f, ops.convert_to_tensor(chosen)), features)
+    grads = _gradient(score, features)
     feature_map = np.asarray(ops.convert_to_numpy(ops.cast(features, "float32")))
     weights = grads.mean(axis=(1, 2), keepdims=True)  # one weight per channel: the gradient's spatial mean
     cam = np.maximum((weights * feature_map).sum(axis=-1), 0.0)
@@ -73,15 +75,17 @@ def _check_level(levels, level):
     return level
 
 
-def _check_classes(class_index, logits, classes):
-    n = len(logits)
+def _check_classes(class_index, n, classes):
+    """`class_index` as N int32 class ids, or None for each image's top class."""
     if class_index is None:
-        return np.argmax(np.nan_to_num(logits, nan=-np.inf), axis=1).astype("int32")
+        return None
     chosen = np.broadcast_to(np.asarray(class_index), (n,)) if np.ndim(class_index) == 0 else np.asarray(class_index)
     if chosen.shape != (n,) or not np.issubdtype(chosen.dtype, np.integer):
-        raise ValueError(f"class_index must be None, an int or a list of {n} ints (one per image); got {class_index!r}.")
+        raise ValueError(f"class_index must be None, an int or a list of {n} ints (one per image); "
+                         f"got {class_index!r}.")
     if chosen.min() < 0 or chosen.max() >= classes:
-        raise ValueError(f"class_index {class_index!r} is out of range: this model has {classes} classes (0..{classes - 1}).")
+        raise ValueError(f"class_index {class_index!r} is out of range: this model has {classes} classes "
+                         f"(0..{classes - 1}).")
     return chosen.astype("int32")
 
 
@@ -97,7 +101,7 @@ def _rest_of_the_network(model, feature, head):
     for layer in _layers_between(model, feature, head):
         args = layer.input if isinstance(layer.input, list) else [layer.input]
         inputs = [outputs[id(tensor)] for tensor in args]
-        outputs[id(layer.output)] = layer(inputs if len(inputs) > 1 or layer.name == NONFINITE_GUARD else inputs[0])
+        outputs[id(layer.output)] = layer(inputs if len(inputs) > 1 else inputs[0])
     pooled = outputs[id(head.input)]
     logits = ops.matmul(ops.cast(pooled, head.compute_dtype), ops.cast(head.kernel, head.compute_dtype))
     if head.bias is not None:
@@ -107,9 +111,8 @@ def _rest_of_the_network(model, feature, head):
 
 def _layers_between(model, feature, head):
     """The layers of `model` after the one that outputs `feature`, up to (not including) `head`, in order."""
-    names = [layer.name for layer in model.layers]
     start = next(i for i, layer in enumerate(model.layers) if layer.output is feature)
-    return [layer for layer in model.layers[start + 1:names.index(head.name)]]
+    return model.layers[start + 1:model.layers.index(head)]
 
 
 def _gradient(score, x):

@@ -45,11 +45,16 @@ def before_tensorflow():
 def enable_onednn():
     """`TF_ENABLE_ONEDNN_OPTS=1` on x86-64, unless the user set it or TensorFlow is already imported."""
     global onednn_set_here
-    if ONEDNN_VAR in os.environ or "tensorflow" in sys.modules or platform.machine().lower() not in X86_64:
+    if ONEDNN_VAR in os.environ or "tensorflow" in sys.modules or not on_x86_64():
         return False
     os.environ[ONEDNN_VAR] = "1"
     onednn_set_here = True
     return True
+
+
+def on_x86_64():
+    """Whether this is an x86-64 CPU, where TensorFlow's oneDNN default depends on AVX-512."""
+    return platform.machine().lower() in X86_64
 
 
 def running_the_cli():

@@ -26,7 +26,8 @@ def test_a_new_file_and_folder_get_the_umasks_mode(tmp_path, umask):
         with open(tmp, "wb") as f:
             f.write(b"x")
     with files.atomic_dir(tmp_path / "saved_model") as tmp:
-        (open(os.path.join(tmp, "saved_model.pb"), "wb")).close()
+        with open(os.path.join(tmp, "saved_model.pb"), "wb") as f:
+            f.write(b"x")
     for name in ("metrics.json", "log.csv", "model.keras"):
         assert mode(tmp_path / name) == 0o666 & ~umask, name
     assert mode(tmp_path / "saved_model") == 0o777 & ~umask
