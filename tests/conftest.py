@@ -8,14 +8,21 @@ os.environ.setdefault("KERAS_RESNEXT_CACHE", tempfile.mkdtemp(prefix="keras-resn
 sys.path.insert(0, os.path.dirname(__file__))  # tests import their shared helpers as `helpers`
 
 import keras_resnext  # noqa: E402,F401 - first, as users do: it turns oneDNN on before TensorFlow loads
+import filelock  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from helpers import FIXTURES, TINY, cli  # noqa: E402
+from helpers import FIXTURES, TINY, TINY_CHECKPOINT, TINY_ENTRY, TINY_HUB_KEY, cli  # noqa: E402
+from hub_server import HubServer  # noqa: E402
+from keras_resnext import config as resnext_config  # noqa: E402
+from keras_resnext.weights import registry  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
+    # The slow tests first: with two workers (make test) the long ones start early and the short
+    # ones fill the gaps, instead of one worker finishing a kill chain alone at the end.
+    items.sort(key=lambda item: "slow" not in item.keywords)
     # Under another backend (make test-jax) only tests marked `portable` run.
     if keras.backend.backend() != "tensorflow":
         for item in items:
@@ -42,10 +49,19 @@ def _fresh_keras_state():
 
 @pytest.fixture(scope="session")
 def main_job(tmp_path_factory):
-    """`keras-resnext train` with no arguments but --output: the README's main job."""
-    out = tmp_path_factory.mktemp("run")
-    result = cli("train", "--output", str(out), timeout=600)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    """`keras-resnext train` with no arguments but --output: the README's main job.
+
+    Trained once per session even under pytest-xdist: the first worker trains it, under a lock,
+    in the folder all workers share; the tests only read it.
+    """
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the session's folder, above each worker's own
+    out = shared / "main_job"
+    with filelock.FileLock(str(shared / "main_job.lock")):
+        if not (out / "metrics.json").exists():
+            result = cli("train", "--output", str(out), timeout=600)
+            assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return out
 
 
@@ -56,3 +72,15 @@ def tiny_model():
 
     return kr.ResNeXt(**TINY, classes=10, classifier_activation=None, input_shape=(64, 64, 3),
                       weights=FIXTURES / "tv_resnext_tiny.safetensors")
+
+
+@pytest.fixture
+def tiny_registry(monkeypatch, tmp_path):
+    """A registry with one entry, the tiny fixture model ("resnext_tiny.test_in1k"), served from a loopback 'Hub'."""
+    monkeypatch.setitem(resnext_config.VARIANTS, "resnext_tiny", dict(TINY))
+    monkeypatch.setattr(registry, "entries", lambda: (TINY_ENTRY,))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with HubServer({TINY_HUB_KEY: TINY_CHECKPOINT}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        yield hub

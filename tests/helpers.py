@@ -11,9 +11,18 @@ import sys
 import keras
 import numpy as np
 
+from keras_resnext.weights import registry
+
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 # The architecture of the torchvision fixture tv_resnext_tiny.*: one block per stage, 8x4d.
 TINY = dict(depths=(1, 1, 1, 1), cardinality=8, bottleneck_width=4)
+# A registry entry for the tiny fixture model, as the loopback Hub of `tiny_registry` serves it.
+TINY_CHECKPOINT = (FIXTURES / "tv_resnext_tiny.safetensors").read_bytes()
+TINY_ENTRY = dict(
+    registry.entries()[0], model="resnext_tiny", tag="test_in1k", hf_hub_id="timm/resnext_tiny.test_in1k",
+    sha256=None, default=True, num_classes=10,
+)
+TINY_HUB_KEY = "timm/resnext_tiny.test_in1k/model.safetensors"
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
 
 
@@ -21,6 +30,21 @@ def cli(*args, env=None, timeout=900, **kwargs):
     """`keras-resnext ARGS...` in a subprocess on the TensorFlow backend, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "keras_resnext.cli", *args], env=env or ENV,
                           capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def colour_folder(root, classes=3, per_class=16, size=32):
+    """An image folder whose class is its pictures' dominant colour: a run on it costs little beyond start-up.
+
+    For the tests of how a run is saved, killed and resumed, which need a real run, not a good model.
+    """
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        (root / f"colour{c}").mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 60, (size, size, 3))
+            pixels[..., c % 3] += 150
+            keras.utils.save_img(root / f"colour{c}" / f"{i}.png", pixels.astype("uint8"), scale=False)
+    return root
 
 
 def log_rows(run_dir):

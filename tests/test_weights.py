@@ -9,42 +9,21 @@ import numpy as np
 import pytest
 
 import keras_resnext as kr
-from helpers import FIXTURES, TINY
-from hub_server import HubServer
+from helpers import FIXTURES, TINY, TINY_CHECKPOINT, TINY_ENTRY, TINY_HUB_KEY
 from keras_resnext import models
 from keras_resnext.weights import checkpoint, download, registry
 from keras_resnext.weights.torch_layout import expected_state_dict_shapes, load_torch_state_dict
 
 UPSTREAM = json.loads((FIXTURES / "upstream_state_dict_shapes.json").read_text())
-CHECKPOINT = (FIXTURES / "tv_resnext_tiny.safetensors").read_bytes()
-TEST_ENTRY = dict(
-    registry.entries()[0], model="resnext_tiny", tag="test_in1k", hf_hub_id="timm/resnext_tiny.test_in1k",
-    sha256=None, default=True,
-)
-HUB_KEY = "timm/resnext_tiny.test_in1k/model.safetensors"
-
-
-@pytest.fixture
-def tiny_registry(monkeypatch, tmp_path):
-    """A registry entry for the tiny fixture model, served from a loopback 'Hub'."""
-    monkeypatch.setitem(models.VARIANTS, "resnext_tiny", dict(TINY))
-    monkeypatch.setattr(registry, "entries", lambda: (TEST_ENTRY,))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    with HubServer({HUB_KEY: CHECKPOINT}) as hub:
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        yield hub
-
-
 def test_download_verifies_converts_and_caches(tiny_registry, tiny_io, monkeypatch):
     def features():
         return kr.ResNeXt(**TINY, include_top=False, pooling="avg", weights="test_in1k")
 
     first = features()  # downloads, checks the SHA-256, converts
     np.testing.assert_allclose(first.predict(tiny_io["x_nhwc_64"], verbose=0), tiny_io["pooled_64"], atol=1e-4)
-    assert tiny_registry.gets[HUB_KEY] == 1
+    assert tiny_registry.gets[TINY_HUB_KEY] == 1
     features()  # from the cache
-    assert tiny_registry.gets[HUB_KEY] == 1
+    assert tiny_registry.gets[TINY_HUB_KEY] == 1
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     offline = features()
@@ -52,7 +31,7 @@ def test_download_verifies_converts_and_caches(tiny_registry, tiny_io, monkeypat
 
 
 def test_a_corrupted_cached_file_is_detected_and_fetched_again(tiny_registry):
-    path = kr.weights.fetch(TEST_ENTRY)
+    path = kr.weights.fetch(TINY_ENTRY)
     blob = os.path.realpath(path)
     time.sleep(0.05)  # the edit must land in a later clock tick than the download to change the mtime
     with open(blob, "r+b") as f:  # flip one byte in the cache
@@ -60,28 +39,28 @@ def test_a_corrupted_cached_file_is_detected_and_fetched_again(tiny_registry):
         byte = f.read(1)
         f.seek(1000)
         f.write(bytes([byte[0] ^ 0x01]))
-    path = kr.weights.fetch(TEST_ENTRY)
-    assert open(path, "rb").read() == CHECKPOINT
-    assert tiny_registry.gets[HUB_KEY] == 2
+    path = kr.weights.fetch(TINY_ENTRY)
+    assert open(path, "rb").read() == TINY_CHECKPOINT
+    assert tiny_registry.gets[TINY_HUB_KEY] == 2
 
 
 def test_a_cached_file_is_hashed_once_until_it_changes(tiny_registry, monkeypatch):
     hashed = []
     real_sha256 = download._sha256
     monkeypatch.setattr(download, "_sha256", lambda path: hashed.append(path) or real_sha256(path))
-    path = kr.weights.fetch(TEST_ENTRY)
-    assert kr.weights.fetch(TEST_ENTRY) == path and len(hashed) == 1  # verified once, remembered
+    path = kr.weights.fetch(TINY_ENTRY)
+    assert kr.weights.fetch(TINY_ENTRY) == path and len(hashed) == 1  # verified once, remembered
     stat = os.stat(path)
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # "changed": hashed again
-    assert kr.weights.fetch(TEST_ENTRY) == path and len(hashed) == 2
-    assert kr.weights.fetch(TEST_ENTRY) == path and len(hashed) == 2
+    assert kr.weights.fetch(TINY_ENTRY) == path and len(hashed) == 2
+    assert kr.weights.fetch(TINY_ENTRY) == path and len(hashed) == 2
 
 
 def test_a_corrupt_download_is_refused_and_not_kept(tiny_registry, tmp_path):
     tiny_registry.corrupt_bodies = True
     with pytest.raises(ValueError, match="corrupt"):
-        kr.weights.fetch(TEST_ENTRY)
-    assert tiny_registry.gets[HUB_KEY] == 2  # tried twice
+        kr.weights.fetch(TINY_ENTRY)
+    assert tiny_registry.gets[TINY_HUB_KEY] == 2  # tried twice
     blobs = list((tmp_path / "hub").rglob("blobs/*"))
     assert not [b for b in blobs if not b.name.endswith(".incomplete")]
 
@@ -89,7 +68,7 @@ def test_a_corrupt_download_is_refused_and_not_kept(tiny_registry, tmp_path):
 def test_offline_without_cache_says_how_to_proceed(tiny_registry, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OSError, match="HF_HUB_OFFLINE"):
-        kr.weights.fetch(TEST_ENTRY)
+        kr.weights.fetch(TINY_ENTRY)
     assert tiny_registry.gets == {}
 
 
@@ -110,6 +89,7 @@ def test_registry_entries_are_complete_and_licences_are_stated():
         seen.add((e["model"], e["tag"]))
         assert e["model"] in models.VARIANTS
         assert e["hf_hub_id"] == f"timm/{e['model']}.{e['tag']}"
+        assert e["num_classes"] == 1000 and e["tag"].endswith("in1k")  # every tag is an ImageNet-1k classifier
         assert e["license"] in {"bsd-3-clause", "apache-2.0", "cc-by-nc-4.0"}
         assert e["license"] == "cc-by-nc-4.0" if e["tag"].startswith("fb_") else e["license"] != "cc-by-nc-4.0"
         assert not (e["default"] and e["license"] == "cc-by-nc-4.0")
@@ -207,7 +187,7 @@ def test_a_keras_hub_backbone_gets_pretrained_weights_by_preset(tiny_registry, t
     pooled = np.mean(np.asarray(backbone.predict(tiny_io["x_nhwc_64"], verbose=0)), axis=(1, 2))
     np.testing.assert_allclose(pooled, tiny_io["pooled_64"], atol=1e-4)
     assert backbone.pretrained_cfg["tag"] == "test_in1k"
-    assert tiny_registry.gets[HUB_KEY] == 1
+    assert tiny_registry.gets[TINY_HUB_KEY] == 1
 
 
 def test_a_pretrained_model_knows_its_weights_and_their_eval_transform(tiny_registry):
@@ -215,7 +195,7 @@ def test_a_pretrained_model_knows_its_weights_and_their_eval_transform(tiny_regi
     assert model.pretrained_cfg["tag"] == "test_in1k" and model.pretrained_cfg["model"] == "resnext_tiny"
     transform = kr.weights.eval_transform(model)  # no variant or tag repeated
     assert transform.name == "resnext_tiny_test_in1k_eval_transform"
-    size = TEST_ENTRY["test_input_size"]
+    size = TINY_ENTRY["test_input_size"]
     assert tuple(transform(np.zeros((1, 300, 400, 3), "float32")).shape) == (1, size, size, 3)
     with pytest.raises(ValueError, match="not built with pretrained weights"):
         kr.weights.eval_transform(kr.ResNeXt(**TINY, include_top=False))

@@ -22,9 +22,7 @@ def load_weights(model, weights, variant=None):
     (timm's name) and returned; for files, None.
     """
     if registry.is_pretrained(variant, weights):
-        entry = registry.find(variant, weights)
-        if entry is None:
-            raise ValueError(_unavailable_message(variant, weights))
+        entry = pretrained_entry(variant, weights)
         load_torch_state_dict(model, read_state_dict(fetch(entry)))
         attach_pretrained_cfg(model, entry)
         return entry
@@ -39,6 +37,14 @@ def load_weights(model, weights, variant=None):
             f"{', '.join(TORCH_SUFFIXES + KERAS_SUFFIXES)}."
         )
     return None
+
+
+def pretrained_entry(variant, weights):
+    """The registry entry `weights` ("imagenet" or a tag) names for `variant`; a ValueError says what exists."""
+    entry = registry.find(variant, weights)
+    if entry is None:
+        raise ValueError(_unavailable_message(variant, weights))
+    return entry
 
 
 def attach_pretrained_cfg(model, entry):

@@ -48,7 +48,11 @@ def _entries_for_layer(layer, prefix):
 
 
 def layout(model):
-    """`{torch key: (keras variable, to_keras or None, torch shape)}` for a keras_resnext model."""
+    """`{torch key: (keras variable, to_keras or None, torch shape)}` for a keras_resnext model.
+
+    A model nested in `model` (the backbone inside a keras-hub classifier) is walked too, so
+    its trunk and the outer model's `predictions` head map as one ResNeXt.
+    """
     result = {}
 
     def add(layer, prefix):
@@ -64,6 +68,8 @@ def layout(model):
                     add(sub, f"layer{s}.{b - 1}.{torch_name}")
         elif layer.name in _TOP_LEVEL:
             add(layer, _TOP_LEVEL[layer.name])
+        elif isinstance(layer, keras.Model):
+            result.update(layout(layer))
     return result
 
 

@@ -1,26 +1,36 @@
-"""keras-hub integration: `ResNeXtBackbone`, a `FeaturePyramidBackbone` that keras-hub's tasks accept.
-
-    pip install "keras-resnext[hub]"
-
-    backbone = ResNeXtBackbone.from_preset("resnext50_32x4d.tv2_in1k")
-    classifier = keras_hub.models.ImageClassifier(backbone=backbone, num_classes=10)
-    detector = keras_hub.models.RetinaNetObjectDetector(
-        backbone=keras_hub.models.RetinaNetBackbone(image_encoder=backbone, min_level=3, max_level=7,
-                                                    use_p5=False),
-        num_classes=20,
-    )
+"""`ResNeXtBackbone`: ResNeXt's stem and stages as a keras-hub `FeaturePyramidBackbone`.
 
 The backbone is the same trunk as `keras_resnext.ResNeXt` (same layers, names and
 weights); its `get_config()` is its hyperparameters, as keras-hub's backbones' are.
-Presets are this package's registry tags, downloaded, verified and converted by
-the same code as `weights=`.
+`from_preset` takes what keras-hub's `Backbone.from_preset` takes (preset folders,
+`hf://`, `kaggle://`) and this package's registry tags.
 """
+
+import threading
 
 import keras
 from keras_hub.models import FeaturePyramidBackbone
 
-from keras_resnext import config, models
-from keras_resnext import weights as weights_lib
+from keras_resnext import config, files, models
+from keras_resnext.hub import registry_presets
+
+_saving_preset = threading.local()
+
+
+def save_preset_atomically(save, preset_dir, **kwargs):
+    """Runs keras-hub's `save_to_preset` into a temporary folder renamed onto `preset_dir` when whole.
+
+    A task's save calls its backbone's save into the same folder: that inner call writes
+    straight into the outer temporary folder.
+    """
+    if getattr(_saving_preset, "active", False):
+        return save(preset_dir, **kwargs)
+    _saving_preset.active = True
+    try:
+        with files.atomic_dir(preset_dir) as tmp:
+            save(tmp, **kwargs)
+    finally:
+        _saving_preset.active = False
 
 
 @keras.saving.register_keras_serializable(package="keras_resnext")
@@ -58,19 +68,21 @@ class ResNeXtBackbone(FeaturePyramidBackbone):
         return {**super().get_config(), **self.architecture, "depths": list(self.architecture["depths"]),
                 "image_shape": list(self.image_shape)}
 
+    presets = registry_presets.RegistryPresets()
+
     @classmethod
     def from_preset(cls, preset, load_weights=True, **kwargs):
-        """A backbone from this package's registry: `"resnext50_32x4d.tv2_in1k"`, or a variant for its default tag.
+        """A backbone from a preset folder, an `hf://` / `kaggle://` handle, or a registry tag.
 
-        Extra keyword arguments (`output_stride`, `norm`, `image_shape`, ...) go to the constructor.
+        Registry tags are `"resnext50_32x4d.tv2_in1k"` (or a variant, for its default tag),
+        downloaded, verified and converted as `weights=` does. Extra keyword arguments
+        (`output_stride`, `norm`, `image_shape`, `dtype`, ...) go to the constructor.
         """
-        variant, _, tag = str(preset).partition(".")
-        if variant not in config.VARIANTS:
-            raise ValueError(
-                f"Unknown preset {preset!r}; presets are '<variant>.<tag>' of keras_resnext.weights.list_weights(), "
-                f"e.g. 'resnext50_32x4d.tv2_in1k', with variants {', '.join(config.VARIANTS)}."
-            )
-        backbone = cls(**config.VARIANTS[variant], **kwargs)
-        if load_weights:
-            weights_lib.load_weights(backbone, tag or "imagenet", variant=variant)
-        return backbone
+        preset = registry_presets.check_preset(preset)
+        if registry_presets.is_registry_preset(preset):
+            return registry_presets.RegistryPreset(preset).load_backbone(cls, load_weights, **kwargs)
+        return super().from_preset(preset, load_weights=load_weights, **kwargs)
+
+    def save_to_preset(self, preset_dir, max_shard_size=10):
+        """keras-hub's preset folder (config, weights, metadata), written atomically."""
+        save_preset_atomically(super().save_to_preset, preset_dir, max_shard_size=max_shard_size)

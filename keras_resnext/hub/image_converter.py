@@ -1,0 +1,88 @@
+"""`ResNeXtImageConverter`: keras-hub's image converter with torchvision's eval crop.
+
+torchvision and timm evaluate by resizing the shorter side to `floor(size / crop_pct)`,
+cropping the central `size` x `size` and normalising. keras-hub's `ImageConverter`
+resizes (taking the central square first) and rescales, but cannot crop a fraction:
+`crop_pct` adds that crop, so a registry tag's converter does exactly what
+`keras_resnext.weights.eval_transform` does. With `crop_pct=1` it is keras-hub's converter.
+"""
+
+import math
+
+import keras
+from keras_hub.layers import ImageConverter
+
+from keras_resnext.hub import registry_presets
+from keras_resnext.hub.backbone import ResNeXtBackbone
+
+
+def resize_size(image_size, crop_pct):
+    """The size torchvision resizes to before its center crop: `floor(side / crop_pct)` per side."""
+    return tuple(math.floor(side / crop_pct) for side in image_size)
+
+
+@keras.saving.register_keras_serializable(package="keras_resnext")
+class ResNeXtImageConverter(ImageConverter):
+    """Resizes, center-crops and normalises raw images for a ResNeXt.
+
+    Args:
+        image_size: `(height, width)` of the output, or None to keep the input's size.
+        crop_pct: the fraction of the resized image the center crop keeps (timm's name):
+            images are resized to `floor(image_size / crop_pct)`, then cropped to `image_size`.
+        **kwargs: keras-hub's `ImageConverter` arguments (`scale`, `offset`, `interpolation`, ...).
+    """
+
+    backbone_cls = ResNeXtBackbone
+    presets = registry_presets.RegistryPresets()
+
+    def __init__(self, image_size=None, crop_pct=1.0, **kwargs):
+        if not (isinstance(crop_pct, (int, float)) and 0 < crop_pct <= 1):
+            raise ValueError(f"crop_pct must be a number in (0, 1], got {crop_pct!r}.")
+        resized = resize_size(image_size, crop_pct) if image_size is not None else None
+        super().__init__(image_size=resized, **kwargs)
+        self.crop_pct = float(crop_pct)
+        self.cropping = self._center_crop(image_size)
+
+    def _center_crop(self, image_size):
+        if image_size is None or self.crop_pct == 1:
+            return None
+        return keras.layers.CenterCrop(*image_size, dtype=self.dtype_policy, name="center_crop")
+
+    @property
+    def image_size(self):
+        """The output `(height, width)` (after the crop), settable as keras-hub's is."""
+        cropping = getattr(self, "cropping", None)
+        if cropping is not None:
+            return (cropping.height, cropping.width)
+        return super().image_size
+
+    @image_size.setter
+    def image_size(self, value):
+        self.resizing.height, self.resizing.width = resize_size(value, self.crop_pct) if value else (None, None)
+        self.cropping = self._center_crop(value)
+
+    def _call_python(self, inputs):
+        if hasattr(inputs, "dtype") and "float" not in keras.backend.standardize_dtype(inputs.dtype):
+            # Keras' Resizing keeps an integer dtype, rounding each resized pixel: resize uint8 pictures
+            # in float instead, as `eval_transform` and torchvision's tensor transforms do.
+            inputs, _ = self._convert_types(inputs, 0.0, self.compute_dtype)
+        outputs = super()._call_python(inputs)
+        if self.cropping is None:
+            return outputs
+        if isinstance(outputs, dict):
+            raise ValueError(
+                "ResNeXtImageConverter with crop_pct < 1 crops images only; for images with bounding "
+                "boxes use crop_pct=1."
+            )
+        return self.cropping(outputs)
+
+    def get_config(self):
+        return {**super().get_config(), "crop_pct": self.crop_pct}
+
+    @classmethod
+    def from_preset(cls, preset, **kwargs):
+        """A converter from a preset folder, an `hf://` / `kaggle://` handle, or a registry tag's eval transform."""
+        preset = registry_presets.check_preset(preset)
+        if registry_presets.is_registry_preset(preset):
+            return registry_presets.RegistryPreset(preset).load_image_converter(cls, **kwargs)
+        return super().from_preset(preset, **kwargs)
