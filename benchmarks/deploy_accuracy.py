@@ -1,7 +1,8 @@
 """Accuracy of every deployment path of a trained model, next to float32's, and top-1 agreement with it.
 
 Paths: Keras float32 (the reference), Keras bfloat16 (`inference_model`), ONNX
-float32 and static int8 (onnxruntime), LiteRT float32, dynamic-range and int8.
+float32 and static int8 (onnxruntime), LiteRT float32, dynamic-range and int8, and
+`inference_model(model, "int8", ...)`, the int8 predictor.
 The int8 paths calibrate on 128 training images; accuracy is on the test split.
 
     python benchmarks/deploy_accuracy.py RUN/model.keras [--dataset digits]
@@ -67,6 +68,8 @@ def path_outputs(model, x, calibration, folder):
         path = os.path.join(folder, f"model-{quantize}.tflite")
         export.to_litert(model, path, quantize=quantize, representative_data=calibration)
         outputs[f"litert {quantize or 'float32'}"] = litert_outputs(path, x)
+    # The same LiteRT int8 behind Keras' predict, in one call (calibration holds a fifth out to check itself).
+    outputs["int8 predictor"] = kr.inference_model(model, "int8", calibration_data=calibration).predict(x, verbose=0)
     return outputs
 
 

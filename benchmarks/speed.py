@@ -6,7 +6,8 @@ Rows: keras.applications.ResNet50; keras_resnext.ResNeXt50 (grouped convs on the
 same ResNeXt50 exported by `keras_resnext.export.to_onnx` in onnxruntime. With
 --deploy, the deployment rows (inference only): both models as
 `kr.inference_model(..., "bfloat16")`, ResNeXt50 in onnxruntime in float32 and
-static int8, and in LiteRT (XNNPACK) in float32 and int8. It prints whether the
+static int8, in LiteRT (XNNPACK) in float32 and int8, and `kr.inference_model(...,
+"int8")`, the int8 predictor (LiteRT int8 on every core). It prints whether the
 CPU has native bfloat16: without it bfloat16 is emulated, and slow. A row without the
 NaN check (PropagateNonFinite, before the head) shows what checking the input costs.
 It starts with `kr.devices.report()`: versions, CPU features, oneDNN and the
@@ -87,8 +88,10 @@ def deploy_rows(resnet, resnext, calibration):
 
     macs = count_macs(resnext)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # bfloat16 on a CPU without it says it is slow; we measure how slow
+        warnings.simplefilter("ignore")  # bfloat16 (int8) on a CPU without it says it is slow; we measure how slow
         resnet_bf16, resnext_bf16 = kr.inference_model(resnet, "bfloat16"), kr.inference_model(resnext, "bfloat16")
+        # What a user gets in one call: int8 LiteRT on every core, the NaN guard checked outside the graph.
+        predictor = kr.inference_model(resnext, "int8", calibration_data=calibration)
     path = os.path.join(tempfile.mkdtemp(), "resnext50-int8.onnx")
     to_onnx(resnext, path, quantize="int8", calibration_data=calibration)
     int8 = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
@@ -104,6 +107,7 @@ def deploy_rows(resnet, resnext, calibration):
         "ResNeXt50 onnxruntime int8 (QDQ)": (lambda x: int8.run(None, {"images": x}), 0, None, macs),
         "ResNeXt50 LiteRT float32": (litert_runner(resnext, None, None), 0, None, macs),
         "ResNeXt50 LiteRT int8": (litert_runner(resnext, "int8", calibration), 0, None, macs),
+        "ResNeXt50 int8 predictor": (predictor, 0, None, macs),
     }
 
 

@@ -98,7 +98,8 @@ def cmd_evaluate(args):
     from keras_resnext import jobs
 
     result = jobs.evaluate(args.model_file, dataset=args.dataset, data_dir=args.data_dir, download=args.download,
-                           precision=args.precision)
+                           precision=args.precision, calibration=args.calibration,
+                           calibration_images=args.calibration_images)
     print(json.dumps(result, indent=2))
 
 
@@ -108,7 +109,8 @@ def cmd_predict(args):
     if not args.model_file and not args.model:
         raise ValueError("give --model-file RUN/model.keras, or --model NAME [--weights TAG].")
     results = jobs.predict(args.images, model_path=args.model_file, model=args.model, weights=args.weights,
-                           top=args.top, show_progress=True, precision=args.precision, explain_dir=args.explain)
+                           top=args.top, show_progress=True, precision=args.precision, explain_dir=args.explain,
+                           calibration=args.calibration, calibration_images=args.calibration_images)
     csv_path = args.csv or ("predictions.csv" if any(os.path.isdir(p) for p in args.images) else None)
     if csv_path:
         jobs.write_predictions_csv(csv_path, results)
@@ -155,11 +157,9 @@ def _calibration_data(args, model):
     if not args.calibration:
         raise ValueError("--quantize int8 needs --calibration DATASET (digits, folder:PATH or a tfds name): "
                          "images to measure the activations' ranges on.")
-    from keras_resnext import data
+    from keras_resnext import jobs
 
-    size = model.inputs[0].shape[1] or 224
-    dataset, _ = data.load_dataset(args.calibration, "train", batch_size=32, training=False, image_size=size)
-    return dataset.unbatch().take(args.calibration_images).batch(32)
+    return jobs.calibration_data(args.calibration, model, args.calibration_images)
 
 
 # The named search specs ship inside the package (tuning/specs/ in the repository links here).
@@ -189,7 +189,7 @@ def load_spec(name):
 
 
 SPEC_KEYS = ("dataset", "budget", "max_trials", "epochs", "output", "tuner", "cardinalities", "depth_options",
-             "stem", "batch_size", "data_dir", "tolerance", "seed")
+             "stem", "batch_size", "data_dir", "tolerance", "seed", "image_size")
 
 
 def _check_spec_keys(path, spec):
@@ -205,7 +205,7 @@ def _tune_arguments(args):
     given = {
         "dataset": args.dataset, "budget": args.budget, "max_trials": args.max_trials, "epochs": args.epochs,
         "output": args.output, "tuner": args.tuner, "stem": args.stem, "batch_size": args.batch_size,
-        "data_dir": args.data_dir, "tolerance": args.tolerance,
+        "data_dir": args.data_dir, "tolerance": args.tolerance, "image_size": args.image_size,
         "cardinalities": args.cardinalities and [int(c) for c in args.cardinalities.split(",")],
         "depth_options": args.depths and [[int(d) for d in t.split("-")] for t in args.depths],
     }
@@ -289,7 +289,15 @@ def _evaluate_parser(sub):
 
 def _add_precision_argument(p):
     p.add_argument("--precision", default="float32", choices=INFERENCE_PRECISIONS,
-                   help="inference precision; auto: bfloat16 on a CPU with native bf16, float16 on a GPU")
+                   help="inference precision; auto: bfloat16 on a CPU with native bf16, float16 on a GPU; "
+                        "int8: LiteRT's int8 kernels, calibrated on the run's training data")
+    _add_calibration_arguments(p, "with --precision int8: a data set to calibrate on (default: the run's own)", 512)
+
+
+def _add_calibration_arguments(p, what, images):
+    p.add_argument("--calibration", default=None, metavar="DATASET", help=what)
+    p.add_argument("--calibration-images", type=positive_int, default=images,
+                   help=f"images to calibrate on (default {images})")
 
 
 def _predict_parser(sub):
@@ -313,8 +321,7 @@ def _export_parser(sub):
     p.add_argument("--format", required=True, choices=("onnx", "litert", "saved_model"))
     p.add_argument("--quantize", default=None, choices=("int8", "dynamic"),
                    help="int8 (onnx, litert; needs --calibration) or dynamic (litert: int8 weights only)")
-    p.add_argument("--calibration", default=None, help="with --quantize int8: a data set to calibrate on")
-    p.add_argument("--calibration-images", type=positive_int, default=128, help="images to calibrate on")
+    _add_calibration_arguments(p, "with --quantize int8: a data set to calibrate on", 128)
     p.add_argument("--no-grouped-conv", action="store_true",
                    help="litert: write grouped convs as dense convs, for runtimes without grouped conv")
     p.add_argument("--output", required=True)
@@ -330,6 +337,8 @@ def _tune_parser(sub):
     p.add_argument("--spec", default=None, help=f"a search spec: a JSON file or one of {', '.join(spec_names())}")
     _add_data_arguments(p, dataset_default=None)
     p.add_argument("--budget", default=None, help="MACs: 20M, 4.2G, or a model name such as ResNet50 (default 20M)")
+    p.add_argument("--image-size", type=positive_int, default=None,
+                   help="image side searched at (default: the data set's; 224 for an image folder)")
     p.add_argument("--max-trials", type=positive_int, default=None)
     p.add_argument("--epochs", type=positive_int, default=None, help="per trial (Hyperband: the most per trial)")
     p.add_argument("--output", default=None, help="default tune-run; run again to resume")

@@ -10,6 +10,8 @@ import warnings
 
 from keras_resnext import startup
 
+INT8_DOT_PRODUCT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+
 
 def tf_gpus():
     """TensorFlow's logical GPU devices."""
@@ -64,6 +66,11 @@ def cpu_has_native_bf16():
 
 
 @functools.cache
+def cpu_has_int8_dot_products():
+    """True when the CPU multiplies int8 in one instruction (VNNI or AMX), which int8 inference needs to pay off."""
+    return bool(cpu_flags() & INT8_DOT_PRODUCT_FLAGS)
+
+
 def fastest_grouped_conv(backend, dtype="float32"):
     """The grouped-conv implementation `"auto"` stands for on `backend` here, for `dtype`."""
     if backend == "tensorflow":
@@ -187,7 +194,7 @@ def facts():
         ("cpu features", ", ".join(f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16",
                                                 "amx_bf16", "amx_int8") if f in flags) or "none read"),
         ("native bfloat16", "yes" if cpu_has_native_bf16() else "no (emulated, slow)"),
-        ("int8 dot products (VNNI)", "yes" if flags & {"avx512_vnni", "avx_vnni", "amx_int8"} else "no"),
+        ("int8 dot products (VNNI)", "yes" if flags & INT8_DOT_PRODUCT_FLAGS else "no"),
         ("AMX", "yes" if flags & {"amx_bf16", "amx_int8", "amx_tile"} else "no"),
         ("oneDNN (TensorFlow)", _onednn_line()),
     ]

@@ -8,19 +8,24 @@ original's, and the classifier computes in float32, as in mixed-precision
 training. bfloat16 pays off on a CPU with AVX512-BF16 or AMX, where oneDNN runs
 it natively (BENCHMARKS.md); elsewhere it is emulated and slower than float32,
 so `"auto"` keeps float32 there.
+
+`precision="int8"` is asked for, never picked by `"auto"`: it needs calibration images and
+returns an `Int8Predictor` (LiteRT's int8 kernels behind Keras' `predict`, see
+`keras_resnext.int8`), not a Keras model.
 """
 
 import warnings
 
 import keras
 
-from keras_resnext import devices
+from keras_resnext import devices, int8
 from keras_resnext.config import CLASSIFIER, INFERENCE_PRECISIONS, check_choice
 
 
 def resolve_precision(precision="auto"):
     """The precision `"auto"` stands for here: bfloat16 on a CPU with native bf16 or a TPU, float16 on a GPU,
-    else float32. Asking for bfloat16 on a CPU without native bf16 works, with a warning that it is slow."""
+    else float32. Asking for bfloat16 on a CPU without native bf16, or int8 on one without VNNI, works,
+    with a warning that it is slow."""
     check_choice("precision", precision, INFERENCE_PRECISIONS)
     accelerator = devices.accelerator()
     if precision == "auto":
@@ -30,20 +35,36 @@ def resolve_precision(precision="auto"):
     if precision == "bfloat16" and accelerator is None and not devices.cpu_has_native_bf16():
         warnings.warn("This CPU has no native bfloat16 (AVX512-BF16 or AMX): bfloat16 inference is emulated "
                       "and slower than float32 here.", stacklevel=3)
+    if precision == "int8" and not devices.cpu_has_int8_dot_products():  # LiteRT runs on the CPU
+        warnings.warn("This CPU has no int8 dot products (VNNI or AMX): int8 inference is no faster than "
+                      "float32 here (0.8x of it on an AVX2 CPU, BENCHMARKS.md).", stacklevel=3)
     return precision
 
 
-def inference_model(model, precision="auto"):
+def inference_model(model, precision="auto", calibration_data=None):
     """A new functional model with `model`'s weights that computes in `precision`; its classifier in float32.
 
     Args:
         model: a functional Keras model, such as any keras_resnext model.
-        precision: `"auto"` (see `resolve_precision`), `"float32"`, `"bfloat16"` or `"float16"`.
+        precision: `"auto"` (see `resolve_precision`), `"float32"`, `"bfloat16"`, `"float16"`
+            or `"int8"`.
+        calibration_data: with `"int8"` only, images preprocessed as the model's input (an
+            array `(N, H, W, C)`, an iterable of batches or a dataset of `(images, labels)`):
+            a few hundred training images.
 
     Returns:
-        The copy (inference only: its BatchNorms use their moving statistics, as in `predict`).
+        The copy (inference only: its BatchNorms use their moving statistics, as in `predict`);
+        for `"int8"`, a `keras_resnext.int8.Int8Predictor` (`predict` and `__call__`, no `fit`).
     """
     precision = resolve_precision(precision)
+    if precision == "int8":
+        if calibration_data is None:
+            raise ValueError("inference_model(precision='int8') needs calibration_data: a few hundred images "
+                             "preprocessed as the model's input, e.g. from its training set (an array "
+                             "(N, H, W, C), an iterable of batches or a dataset of (images, labels)).")
+        return int8.Int8Predictor(model, calibration_data)
+    if calibration_data is not None:
+        raise ValueError(f"calibration_data is for precision='int8' only; precision is {precision!r}.")
     config = model.get_config() if hasattr(model, "get_config") else {}
     if "layers" not in config:
         raise ValueError(f"inference_model needs a functional model (as keras_resnext builds); got {type(model).__name__}.")

@@ -326,16 +326,19 @@ def load_run_model(path):
     return model, metrics
 
 
-def evaluate(model_path, dataset="digits", batch_size=128, data_dir=None, download=False, precision="float32"):
+def evaluate(model_path, dataset="digits", batch_size=128, data_dir=None, download=False, precision="float32",
+             calibration=None, calibration_images=512):
     """Test accuracy, loss and per-class results of a saved model on a data set's test split.
 
     An image folder is split as the run that trained the model split it (its
     metrics.json records the fraction and seed). The confusion matrix is written
     beside the model as `confusion_matrix_<dataset>.png`. `precision` is as
-    in `keras_resnext.inference_model`.
+    in `keras_resnext.inference_model`; `"int8"` calibrates on `calibration_images`
+    training images of `calibration` (default: the data set the run trained on)
+    and reports float32's accuracy and the top-1 agreement beside its own.
     """
     model, metrics = load_run_model(model_path)
-    model = model if precision == "float32" else inference_model(model, precision)
+    net = at_precision(model, precision, calibration, metrics, calibration_images, data_dir=data_dir)
     size = model.inputs[0].shape[1]
     split = metrics.get("data") or {}
     ds, info = data.load_dataset(dataset, eval_split(dataset), batch_size=batch_size, data_dir=data_dir,
@@ -345,29 +348,82 @@ def evaluate(model_path, dataset="digits", batch_size=128, data_dir=None, downlo
         raise ValueError(
             f"The model predicts {model.output.shape[-1]} classes but {dataset} has {info.num_classes}."
         )
-    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    loss, accuracy = model.evaluate(ds, verbose=0)
     png = os.path.join(os.path.dirname(os.path.abspath(model_path)), f"confusion_matrix_{_safe(dataset)}.png")
-    return {"dataset": dataset, "test_accuracy": float(accuracy), "test_loss": float(loss),
-            "examples": info.num_examples, "per_class": per_class_report(model, ds, info.class_names, png),
+    result = {"dataset": dataset, "precision": precision}
+    if precision == "int8":
+        result.update(_int8_accuracy(model, net, ds))
+    else:
+        net.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        loss, accuracy = net.evaluate(ds, verbose=0)
+        result.update(test_accuracy=float(accuracy), test_loss=float(loss))
+    return {**result, "examples": info.num_examples, "per_class": per_class_report(net, ds, info.class_names, png),
             "confusion_matrix": png}
 
 
+def _int8_accuracy(model, predictor, dataset):
+    """int8's accuracy and loss, float32's accuracy and their top-1 agreement, in one pass over `dataset`."""
+    truth, reference, outputs = [], [], []
+    for images, labels in dataset:
+        labels = keras.ops.convert_to_numpy(labels)
+        truth.append(labels.argmax(-1) if labels.ndim > 1 else labels)
+        reference.append(keras.ops.convert_to_numpy(model(images, training=False)))
+        outputs.append(predictor(images))
+    truth, reference, outputs = np.concatenate(truth), np.concatenate(reference), np.concatenate(outputs)
+    loss = keras.losses.sparse_categorical_crossentropy(truth, outputs,
+                                                        from_logits=not models.outputs_probabilities(model))
+    return {"test_accuracy": float(np.mean(outputs.argmax(-1) == truth)),
+            "test_loss": float(np.mean(keras.ops.convert_to_numpy(loss))),
+            "float32_test_accuracy": float(np.mean(reference.argmax(-1) == truth)),
+            "top1_agreement": float(np.mean(outputs.argmax(-1) == reference.argmax(-1))),
+            "calibration_agreement": predictor.agreement}
+
+
+def at_precision(net, precision, calibration=None, run_metrics=None, calibration_images=512, data_dir=None):
+    """`net` for inference at `precision`; int8 calibrates on `calibration` or the data set the run trained on."""
+    if precision == "float32":
+        return net
+    if precision != "int8":
+        return inference_model(net, precision)
+    run_metrics = run_metrics or {}
+    source = calibration or run_metrics.get("dataset")
+    if not source:
+        raise ValueError("--precision int8 needs --calibration DATASET (digits, folder:PATH or a tfds name): "
+                         "this model has no run folder that records its training data.")
+    split = (run_metrics.get("data") or {}) if source == run_metrics.get("dataset") else {}
+    batches = calibration_data(source, net, calibration_images, split, data_dir=data_dir)
+    return inference_model(net, "int8", calibration_data=batches)
+
+
+def calibration_data(dataset, model, images, split=None, data_dir=None):
+    """`images` training images of `dataset`, preprocessed for `model`, in batches: what int8 calibrates on.
+
+    An image folder is split as `split` (a run's recorded fraction and seed) says, so no test image calibrates.
+    """
+    split = split or {}
+    size = model.inputs[0].shape[1] or 224
+    ds, _ = data.load_dataset(dataset, "train", batch_size=32, training=False, image_size=size, data_dir=data_dir,
+                              val_split=split.get("val_split", 0.2), split_seed=split.get("seed", 0))
+    return ds.unbatch().take(images).batch(32)
+
+
 def predict(paths, model_path=None, model=None, weights="imagenet", top=5, show_progress=False, precision="float32",
-            explain_dir=None):
+            explain_dir=None, calibration=None, calibration_images=512):
     """Top-k `(class name, probability)` per image path; an unreadable file gets an error string.
 
     A folder among `paths` stands for every image file under it (sorted). With
     `explain_dir`, a Grad-CAM overlay of the top class is written there per image
-    (`<image name>.gradcam.png`, see `keras_resnext.explain`).
+    (`<image name>.gradcam.png`, see `keras_resnext.explain`); it explains the float32
+    model, since int8 has no gradients.
 
     Uses a saved run (`model_path`, with its class names and preprocessing) or a
-    named constructor with pretrained weights (ImageNet classes).
+    named constructor with pretrained weights (ImageNet classes). `precision="int8"`
+    calibrates as in `evaluate`; a named constructor needs `calibration`.
     """
     import tensorflow as tf
 
-    net, size, mean, std, names = _predictor(model_path, model, weights)
-    net = net if precision == "float32" else inference_model(net, precision)
+    float_net, size, mean, std, names, run_metrics = _predictor(model_path, model, weights)
+    net = at_precision(float_net, precision, calibration, run_metrics, calibration_images)
+    probabilities = models.outputs_probabilities(float_net)
     paths = expand_image_paths(paths)
     if not paths:
         raise ValueError("No image files to predict: the folders given hold none.")
@@ -383,12 +439,13 @@ def predict(paths, model_path=None, model=None, weights="imagenet", top=5, show_
             continue
         image = tf.image.resize(tf.cast(image, tf.float32), (size, size), antialias=True)
         probs = net.predict(((image - mean) / std)[None], verbose=0)[0]
-        if not models.outputs_probabilities(net):
+        if not probabilities:
             probs = keras.ops.convert_to_numpy(keras.ops.softmax(probs))
         best = np.argsort(probs)[::-1][:top]
         results[path] = [(names[i], float(probs[i])) for i in best]
         if explain_dir:
-            _write_explanation(net, image, (image - mean) / std, int(best[0]), results[path][0], path, explain_dir)
+            _write_explanation(float_net if precision == "int8" else net, image, (image - mean) / std, int(best[0]),
+                               results[path][0], path, explain_dir)
     return results
 
 
@@ -434,19 +491,19 @@ def write_predictions_csv(path, results):
 
 
 def _predictor(model_path, model, weights):
-    """`(model, image side, mean, std, class names)` of a saved run or a pretrained constructor."""
+    """`(model, image side, mean, std, class names, run metrics)` of a saved run or a pretrained constructor."""
     if model_path:
         net, metrics = load_run_model(model_path)
         prep, names = metrics.get("preprocessing", {}), metrics.get("class_names")
     else:
-        net, prep, names = models.constructor_for(model)(weights=weights), {}, None
+        net, prep, names, metrics = models.constructor_for(model)(weights=weights), {}, None, {}
     size = prep.get("image_size") or net.inputs[0].shape[1] or 224
     mean = np.asarray(prep.get("mean", IMAGENET_MEAN), "float32") * 255
     std = np.asarray(prep.get("std", IMAGENET_STD), "float32") * 255
     if names is None:
         classes = net.output.shape[-1]
         names = imagenet_class_names() if classes == 1000 else [str(i) for i in range(classes)]
-    return net, size, mean, std, names
+    return net, size, mean, std, names, metrics
 
 
 def tune(
@@ -466,16 +523,18 @@ def tune(
     seed=0,
     overwrite=False,
     verbose=1,
+    image_size=None,
 ):
     """A cardinality-vs-width search at a fixed MAC budget; writes trials.csv, the best model and a plot.
 
     Resumes from `output/tuner` when run again (unless `overwrite`). Under
     keras-tuner's distributed mode (KERASTUNER_* variables) only the chief writes.
+    `image_size` is the side searched at (default: the data set's, 224 for a folder).
     """
     from keras_resnext import tuning  # keras-tuner is imported only by the jobs that search
 
     keras.utils.set_random_seed(seed)
-    train_ds, val_ds, info = _train_and_test_data(dataset, batch_size, None, seed, data_dir, download)
+    train_ds, val_ds, info = _train_and_test_data(dataset, batch_size, image_size, seed, data_dir, download)
     size = info.image_size
     budget_macs = tuning.parse_budget(budget, input_size=size, classes=info.num_classes)
     hypermodel = tuning.ResNeXtHyperModel(budget_macs, (size, size, 3), info.num_classes, cardinalities,
