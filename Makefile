@@ -18,12 +18,17 @@ demo: $(STAMP)
 
 test: test-tf test-jax
 
+# Two workers (pytest-xdist): much of a test's time is single-threaded Python (building graphs,
+# starting processes), so two cores run two tests side by side; an idle worker takes queued tests
+# from the busy one (worksteal). The main job is trained once for both (tests/conftest.py).
+PYTEST := $(PY) -m pytest -q -n 2 --dist worksteal --durations=15
+
 test-tf: $(STAMP)
-	$(PY) -m pytest -q --durations=15
+	$(PYTEST)
 
 # The portable subset again on the JAX backend.
 test-jax: $(STAMP)
-	KERAS_BACKEND=jax $(PY) -m pytest -q -m portable --durations=15
+	KERAS_BACKEND=jax $(PYTEST) -m portable
 
 bench: $(STAMP)
 	$(PY) benchmarks/speed.py --onnx

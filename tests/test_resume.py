@@ -12,7 +12,7 @@ import keras
 import pytest
 
 import keras_resnext  # noqa: F401 - registers the classes keras.models.load_model needs
-from helpers import ENV, cli, log_rows
+from helpers import ENV, cli, colour_folder, log_rows
 
 pytestmark = pytest.mark.slow
 TESTS = os.path.dirname(__file__)
@@ -26,11 +26,17 @@ def strict_json(path):
         return json.load(f, parse_constant=refuse)
 
 
-def assert_one_complete_run(run, epochs):
+def small_run(tmp_path, epochs=3):
+    """`train` arguments for a 3-epoch run on a small colour folder at 32 px: every save a run makes, in seconds."""
+    folder = colour_folder(tmp_path / "colours")
+    return ["train", "--dataset", f"folder:{folder}", "--image-size", "32", "--epochs", str(epochs)]
+
+
+def assert_one_complete_run(run, epochs, classes=3):
     metrics = strict_json(run / "metrics.json")
     assert metrics["status"] == "completed" and metrics["epochs"] == epochs
     assert [row["epoch"] for row in log_rows(run)] == [str(e) for e in range(epochs)]  # one series
-    assert keras.models.load_model(run / "model.keras").output.shape[-1] == 10
+    assert keras.models.load_model(run / "model.keras").output.shape[-1] == classes
     assert not (run / "backup").exists()
     assert not [name for _, _, names in os.walk(run) for name in names if name.startswith(".tmp-")]
     return metrics
@@ -38,7 +44,7 @@ def assert_one_complete_run(run, epochs):
 
 def test_a_run_killed_inside_every_kind_of_save_finishes_with_the_same_command(tmp_path):
     run = tmp_path / "run"
-    args = ["train", "--epochs", "3", "--output", str(run)]
+    args = [*small_run(tmp_path), "--output", str(run)]
     kills = []
     for kill_at in range(1, 20):  # each run dies at its kill_at-th write, until one gets to the end
         proc = subprocess.run([sys.executable, "kill_at_write.py", str(kill_at), *args], cwd=TESTS, env=ENV,
@@ -53,11 +59,11 @@ def test_a_run_killed_inside_every_kind_of_save_finishes_with_the_same_command(t
 
 def test_a_run_killed_at_random_instants_finishes_with_the_same_command(tmp_path):
     run = tmp_path / "run"
-    args = [sys.executable, "-m", "keras_resnext.cli", "train", "--epochs", "3", "--output", str(run)]
+    args = [sys.executable, "-m", "keras_resnext.cli", *small_run(tmp_path), "--output", str(run)]
     rng = random.Random(0)
-    for _ in range(4):
+    for _ in range(4):  # a run takes about 20 s here, 10 of them starting TensorFlow
         proc = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(6, 20))
+        time.sleep(rng.uniform(6, 16))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     final = subprocess.run(args, env=ENV, capture_output=True, text=True, timeout=600)
@@ -89,8 +95,9 @@ def test_a_diverged_run_fails_and_says_so(tmp_path):
 @pytest.mark.parametrize("tuner", ["random", "grid"])
 def test_a_search_killed_inside_its_saves_finishes_with_the_same_command(tmp_path, tuner):
     out = tmp_path / "search"
+    folder = colour_folder(tmp_path / "colours")
     args = ["tune", "--tuner", tuner, "--max-trials", "3", "--epochs", "1", "--cardinalities", "2,4,8",
-            "--output", str(out)]
+            "--dataset", f"folder:{folder}", "--image-size", "32", "--batch-size", "8", "--output", str(out)]
     # A search that stopped after a finished trial (keras-tuner's own GridSearch could never resume
     # from there: keras-team/keras-tuner#1055), then kills inside saves deeper into each resumed search.
     first = cli(*args[:4], "1", *args[5:])

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from helpers import ENV, cli, free_port
+from helpers import ENV, cli, colour_folder, free_port
 from keras_resnext import tuning
 from keras_resnext.flops import count_macs_config
 
@@ -62,6 +62,11 @@ def tune_cli(*args):
     return cli("tune", *args)
 
 
+def small_search(tmp_path):
+    """Data arguments for a search on a small colour folder at 32 px: searches that cost little beyond start-up."""
+    return ["--dataset", f"folder:{colour_folder(tmp_path / 'colours')}", "--image-size", "32", "--batch-size", "8"]
+
+
 def read_trials(path):
     with open(path) as f:
         return list(csv.DictReader(f))
@@ -98,9 +103,9 @@ def test_tune_end_to_end_writes_trials_plot_and_best_model_and_resumes(tmp_path)
 @pytest.mark.parametrize("kind", ["bayesian", "grid", "hyperband"])
 def test_every_tuner_kind_runs_a_budgeted_search(tmp_path, kind):
     result = tune_cli("--tuner", kind, "--max-trials", "2", "--epochs", "2", "--cardinalities", "2,8",
-                      "--output", str(tmp_path))
+                      *small_search(tmp_path), "--output", str(tmp_path / "search"))
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = read_trials(tmp_path / "trials.csv")
+    rows = read_trials(tmp_path / "search" / "trials.csv")
     assert rows and {r["cardinality"] for r in rows} <= {"2", "8"}
 
 
@@ -108,7 +113,7 @@ def test_every_tuner_kind_runs_a_budgeted_search(tmp_path, kind):
 def test_distributed_search_with_a_chief_and_a_worker_on_loopback(tmp_path):
     port = str(free_port())
     args = [sys.executable, "-m", "keras_resnext.cli", "tune", "--max-trials", "2", "--epochs", "1",
-            "--cardinalities", "2,8", "--output", str(tmp_path)]
+            "--cardinalities", "2,8", *small_search(tmp_path), "--output", str(tmp_path / "search")]
     base = dict(ENV, KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=port)
     chief = subprocess.Popen(args, env=dict(base, KERASTUNER_TUNER_ID="chief"), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
@@ -118,9 +123,9 @@ def test_distributed_search_with_a_chief_and_a_worker_on_loopback(tmp_path):
     _, chief_err = chief.communicate(timeout=600)
     assert worker.returncode == 0, worker_err[-3000:]
     assert chief.returncode == 0, chief_err[-3000:]
-    rows = read_trials(tmp_path / "trials.csv")
+    rows = read_trials(tmp_path / "search" / "trials.csv")
     assert sorted(r["cardinality"] for r in rows) == ["2", "8"]
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary = json.loads((tmp_path / "search" / "summary.json").read_text())
     assert summary["budget_macs"] == 20_000_000
 
 
