@@ -37,7 +37,7 @@ def resolve_precision(precision="auto"):
                       "and slower than float32 here.", stacklevel=3)
     if precision == "int8" and not devices.cpu_has_int8_dot_products():  # LiteRT runs on the CPU
         warnings.warn("This CPU has no int8 dot products (VNNI or AMX): int8 inference is no faster than "
-                      "float32 here (0.8x of it on an AVX2 CPU, BENCHMARKS.md).", stacklevel=3)
+                      "float32 here (BENCHMARKS.md).", stacklevel=3)
     return precision
 
 
