@@ -135,7 +135,7 @@ def _top1_agreement(reference, outputs):
     return float(np.mean(np.argmax(reference, axis=-1) == np.argmax(outputs, axis=-1)))
 
 
-def _without_nonfinite_guard(model):
+def without_nonfinite_guard(model):
     """`model` with its NaN guard left out (the predictor checks the input itself); `model` if it has none."""
     try:
         guard = model.get_layer(NONFINITE_GUARD)
@@ -157,7 +157,7 @@ def _without_nonfinite_guard(model):
 def _litert_int8(model, calibration):
     """The int8 LiteRT flatbuffer of `model`, calibrated on `calibration`."""
     with tempfile.TemporaryDirectory() as folder:
-        path = export.to_litert(_without_nonfinite_guard(model), os.path.join(folder, "int8.tflite"),
+        path = export.to_litert(without_nonfinite_guard(model), os.path.join(folder, "int8.tflite"),
                                 quantize="int8", representative_data=calibration)
         with open(path, "rb") as f:
             return f.read()
