@@ -65,12 +65,12 @@ def cpu_has_native_bf16():
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
-@functools.cache
 def cpu_has_int8_dot_products():
     """True when the CPU multiplies int8 in one instruction (VNNI or AMX), which int8 inference needs to pay off."""
     return bool(cpu_flags() & INT8_DOT_PRODUCT_FLAGS)
 
 
+@functools.cache
 def fastest_grouped_conv(backend, dtype="float32"):
     """The grouped-conv implementation `"auto"` stands for on `backend` here, for `dtype`."""
     if backend == "tensorflow":

@@ -65,6 +65,18 @@ def test_auto_resolves_to_a_fast_path_and_env_var_overrides(monkeypatch):
         assert layer.resolved_implementation == "native"
 
 
+def test_the_auto_path_is_decided_once_per_backend_and_dtype(monkeypatch):
+    # Every GroupedConv2D asks for it when it builds and calls: the decision must not be redone each time.
+    asked = []
+    monkeypatch.setattr(devices, "tf_grouped_kernels_complete", lambda dtype="float32": asked.append(dtype) or True)
+    devices.fastest_grouped_conv.cache_clear()
+    try:
+        assert [devices.fastest_grouped_conv("tensorflow", "float32") for _ in range(3)] == ["direct"] * 3
+        assert asked == ["float32"]
+    finally:
+        devices.fastest_grouped_conv.cache_clear()  # the next test decides with the real probe
+
+
 def test_block_diagonal_kernel_is_the_grouped_kernel_on_its_diagonal():
     kernel = np.arange(3 * 3 * 2 * 6, dtype="float32").reshape(3, 3, 2, 6)
     dense = keras.ops.convert_to_numpy(grouped_conv.block_diagonal_kernel(kernel, 3))
