@@ -22,22 +22,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_resnext import devices, export, int8  # noqa: E402
-
-
-def litert(path, x, **options):
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=path, **options)
-    index, output = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
-    interpreter.resize_tensor_input(index, x.shape)
-    interpreter.allocate_tensors()
-
-    def run(batch):
-        interpreter.set_tensor(index, batch)
-        interpreter.invoke()
-        return interpreter.get_tensor(output)
-
-    return run
+from speed import litert_file_runner  # noqa: E402 - benchmarks/ is this script's folder
 
 
 def main(argv=None):
@@ -59,11 +44,11 @@ def main(argv=None):
     rows = {
         "ResNet50 float32 (keras)": resnet.predict_on_batch,
         "ResNeXt50 float32 (keras)": resnext.predict_on_batch,
-        f"int8, guard in the graph, {cores} threads": litert(guarded, x, num_threads=cores),
-        f"int8, guard in NumPy, {cores} threads": litert(unguarded, x, num_threads=cores),
-        f"int8, guard in NumPy, {cores} threads, latest": litert(unguarded, x, num_threads=cores,
-                                                                 experimental_default_delegate_latest_features=True),
-        "int8, guard in NumPy, LiteRT's default threads": litert(unguarded, x),
+        f"int8, guard in the graph, {cores} threads": litert_file_runner(guarded, num_threads=cores),
+        f"int8, guard in NumPy, {cores} threads": litert_file_runner(unguarded, num_threads=cores),
+        f"int8, guard in NumPy, {cores} threads, latest": litert_file_runner(
+            unguarded, num_threads=cores, experimental_default_delegate_latest_features=True),
+        "int8, guard in NumPy, LiteRT's default threads": litert_file_runner(unguarded),
     }
     for run in rows.values():  # warm-up
         run(x)

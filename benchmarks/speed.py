@@ -56,13 +56,18 @@ def onnx_runner(model):
 
 
 def litert_runner(model, quantize, calibration):
-    from ai_edge_litert.interpreter import Interpreter
-
     from keras_resnext.export import to_litert
 
     path = os.path.join(tempfile.mkdtemp(), f"resnext50-{quantize}.tflite")
     to_litert(model, path, quantize=quantize, representative_data=calibration)
-    interpreter = Interpreter(model_path=path, num_threads=os.cpu_count())
+    return litert_file_runner(path, num_threads=os.cpu_count())
+
+
+def litert_file_runner(path, **options):
+    """`run(x)` for the LiteRT file at `path`: the interpreter (with `options`), resized to each new batch shape."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path, **options)
     index, output = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
     state = {"shape": None}
 

@@ -131,9 +131,14 @@ def _check_calibration_batch(model, batch, what):
     if batch.dtype.kind != "f":
         raise ValueError(f"{what}: calibration images must be floating point, preprocessed as the model's input; "
                          f"got dtype {batch.dtype}.")
-    if batch.ndim != 4 or any(e is not None and e != a for e, a in zip(expected, batch.shape[1:])):
+    if not fits_input(expected, batch.shape):
         raise ValueError(f"{what}: calibration images must have shape (N, {', '.join(map(str, expected))}) "
                          f"as the model's input; got {batch.shape}.")
+
+
+def fits_input(expected, shape):
+    """Whether `shape` is a batch of images of `expected` (the model's input shape without its batch axis)."""
+    return len(shape) == 4 and all(e is None or e == a for e, a in zip(expected, shape[1:]))
 
 
 def _quantize_onnx_int8(source, batches):

@@ -58,7 +58,7 @@ class Int8Predictor:
         self._batch_shape = None
         self.agreement = None
         if classifier_layer(model) is not None:
-            self.agreement = _top1_agreement(model.predict(check, verbose=0), self(check))
+            self.agreement = top1_agreement(model.predict(check, verbose=0), self(check))
             if self.agreement < MIN_AGREEMENT:
                 warnings.warn(f"int8 agrees with float32 on the top-1 class of {self.agreement:.1%} of {len(check)} "
                               f"held-out calibration images (below {MIN_AGREEMENT:.0%}); give more or more "
@@ -105,7 +105,7 @@ class Int8Predictor:
 
     def _check(self, images):
         expected = self.input_shape[1:]
-        if images.ndim != 4 or any(e is not None and e != a for e, a in zip(expected, images.shape[1:])):
+        if not export.fits_input(expected, images.shape):
             raise ValueError(f"{self.name} takes batches of shape (N, {', '.join(map(str, expected))}); "
                              f"got {images.shape}.")
 
@@ -131,7 +131,8 @@ def _cardinality(dataset):
     return steps if steps >= 0 else None  # unknown or infinite
 
 
-def _top1_agreement(reference, outputs):
+def top1_agreement(reference, outputs):
+    """The fraction of rows whose top class is the same in both."""
     return float(np.mean(np.argmax(reference, axis=-1) == np.argmax(outputs, axis=-1)))
 
 

@@ -10,7 +10,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_resnext import data, distribute, files, models, plots, run_folder, training
+from keras_resnext import data, distribute, files, int8, models, plots, run_folder, training
 from keras_resnext.config import eval_split, positive_int
 from keras_resnext.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD, imagenet_class_names
 from keras_resnext.inference import inference_model
@@ -279,15 +279,26 @@ def _class_weights(info, class_weight):
 
 def per_class_report(net, dataset, class_names, png=None):
     """Per-class precision, recall, F1 and support on `dataset` (scikit-learn), and the confusion matrix PNG."""
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+    truth, (predicted,) = _truth_and_outputs(dataset, net, keep=lambda out: out.argmax(-1))
+    return per_class_results(truth, predicted, class_names, png)
 
-    truth, predicted = [], []
+
+def _truth_and_outputs(dataset, *nets, keep=lambda out: out):
+    """The class ids of `dataset`'s labels and `keep` of each net's outputs on its images, in one pass."""
+    truth, outputs = [], [[] for _ in nets]
     for images, labels in dataset:
         labels = keras.ops.convert_to_numpy(labels)
         truth.append(labels.argmax(-1) if labels.ndim > 1 else labels)
-        # A plain call, not predict: under a distribution strategy each batch is computed once, here.
-        predicted.append(np.argmax(keras.ops.convert_to_numpy(net(images, training=False)), axis=-1))
-    truth, predicted = np.concatenate(truth), np.concatenate(predicted)
+        for net, out in zip(nets, outputs):
+            # A plain call, not predict: under a distribution strategy each batch is computed once, here.
+            out.append(keep(keras.ops.convert_to_numpy(net(images, training=False))))
+    return np.concatenate(truth), [np.concatenate(out) for out in outputs]
+
+
+def per_class_results(truth, predicted, class_names, png=None):
+    """Per-class precision, recall, F1 and support of `predicted` class ids against `truth`, and the PNG."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
     labels = list(range(len(class_names)))
     precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, labels=labels,
                                                                      zero_division=0)
@@ -350,31 +361,26 @@ def evaluate(model_path, dataset="digits", batch_size=128, data_dir=None, downlo
         )
     png = os.path.join(os.path.dirname(os.path.abspath(model_path)), f"confusion_matrix_{_safe(dataset)}.png")
     result = {"dataset": dataset, "precision": precision}
-    if precision == "int8":
-        result.update(_int8_accuracy(model, net, ds))
+    if precision == "int8":  # one pass of both models gives the figures and the per-class report
+        truth, (reference, outputs) = _truth_and_outputs(ds, model, net)
+        result.update(_int8_accuracy(model, net, truth, reference, outputs))
+        per_class = per_class_results(truth, outputs.argmax(-1), info.class_names, png)
     else:
         net.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         loss, accuracy = net.evaluate(ds, verbose=0)
         result.update(test_accuracy=float(accuracy), test_loss=float(loss))
-    return {**result, "examples": info.num_examples, "per_class": per_class_report(net, ds, info.class_names, png),
-            "confusion_matrix": png}
+        per_class = per_class_report(net, ds, info.class_names, png)
+    return {**result, "examples": info.num_examples, "per_class": per_class, "confusion_matrix": png}
 
 
-def _int8_accuracy(model, predictor, dataset):
-    """int8's accuracy and loss, float32's accuracy and their top-1 agreement, in one pass over `dataset`."""
-    truth, reference, outputs = [], [], []
-    for images, labels in dataset:
-        labels = keras.ops.convert_to_numpy(labels)
-        truth.append(labels.argmax(-1) if labels.ndim > 1 else labels)
-        reference.append(keras.ops.convert_to_numpy(model(images, training=False)))
-        outputs.append(predictor(images))
-    truth, reference, outputs = np.concatenate(truth), np.concatenate(reference), np.concatenate(outputs)
+def _int8_accuracy(model, predictor, truth, reference, outputs):
+    """int8's accuracy and loss, float32's accuracy and their top-1 agreement, from the outputs of both."""
     loss = keras.losses.sparse_categorical_crossentropy(truth, outputs,
                                                         from_logits=not models.outputs_probabilities(model))
     return {"test_accuracy": float(np.mean(outputs.argmax(-1) == truth)),
             "test_loss": float(np.mean(keras.ops.convert_to_numpy(loss))),
             "float32_test_accuracy": float(np.mean(reference.argmax(-1) == truth)),
-            "top1_agreement": float(np.mean(outputs.argmax(-1) == reference.argmax(-1))),
+            "top1_agreement": int8.top1_agreement(reference, outputs),
             "calibration_agreement": predictor.agreement}
 
 

@@ -32,19 +32,46 @@ def cli(*args, env=None, timeout=900, **kwargs):
                           capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
-def colour_folder(root, classes=3, per_class=16, size=32):
-    """An image folder whose class is its pictures' dominant colour: a run on it costs little beyond start-up.
+FORMATS = ("png", "jpeg", "bmp", "gif", "webp")
 
-    For the tests of how a run is saved, killed and resumed, which need a real run, not a good model.
-    """
+
+def _encode(image, fmt, channels=3):
+    """`image` in format `fmt`, stored with 1 (gray), 3 (RGB) or 4 (RGBA) channels."""
+    import io
+
+    from PIL import Image
+
+    pixels = {1: image[..., 0], 3: image, 4: np.concatenate([image, np.full_like(image[..., :1], 255)], -1)}
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[channels]).save(buffer, format=fmt.upper())
+    return buffer.getvalue()
+
+
+def make_tree(root, per_class=12, classes=("cat", "dog"), split=None, size=24, corrupt=2):
+    """A tree of small images, a class = a colour, in mixed formats, with `corrupt` garbage .png files."""
     rng = np.random.default_rng(0)
-    for c in range(classes):
-        (root / f"colour{c}").mkdir(parents=True, exist_ok=True)
+    for label, name in enumerate(classes):
+        folder = root / split / name if split else root / name
+        folder.mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
-            pixels = rng.integers(0, 60, (size, size, 3))
-            pixels[..., c % 3] += 150
-            keras.utils.save_img(root / f"colour{c}" / f"{i}.png", pixels.astype("uint8"), scale=False)
+            image = rng.integers(0, 60, (size, size, 3), dtype="uint8")
+            image[..., label % 3] += 180  # the class is the dominant colour
+            fmt = FORMATS[i % len(FORMATS)]
+            channels = {0: 1, 5: 4}.get(i % 7, 3) if fmt == "png" else 3  # gray and RGBA PNGs too
+            (folder / f"{name}_{i}.{'jpg' if fmt == 'jpeg' else fmt}").write_bytes(_encode(image, fmt, channels))
+    for i in range(corrupt):
+        (root / (split or "") / classes[0] / f"broken_{i}.png").write_bytes(b"not an image at all" * i)
+    (root / (split or "") / classes[0] / "notes.txt").write_text("ignored")
+    (root / (split or "") / classes[1] / ".DS_Store").write_bytes(b"\0\1")
     return root
+
+
+def small_colour_tree(root):
+    """48 pictures, 3 colour classes, 32 px, no bad file: the data of the tests that kill and resume runs.
+
+    They need a real run, not a good model, and a run on a few dozen pictures costs little beyond start-up.
+    """
+    return make_tree(root, per_class=16, classes=("red", "green", "blue"), size=32, corrupt=0)
 
 
 def log_rows(run_dir):

@@ -2,44 +2,11 @@
 
 import json
 
-import numpy as np
 import pytest
 
-from helpers import cli
+from helpers import cli, make_tree
 from keras_resnext import data, folders
 
-FORMATS = ("png", "jpeg", "bmp", "gif", "webp")
-
-
-def _encode(image, fmt, channels=3):
-    """`image` in format `fmt`, stored with 1 (gray), 3 (RGB) or 4 (RGBA) channels."""
-    import io
-
-    from PIL import Image
-
-    pixels = {1: image[..., 0], 3: image, 4: np.concatenate([image, np.full_like(image[..., :1], 255)], -1)}
-    buffer = io.BytesIO()
-    Image.fromarray(pixels[channels]).save(buffer, format=fmt.upper())
-    return buffer.getvalue()
-
-
-def make_tree(root, per_class=12, classes=("cat", "dog"), split=None, size=24, corrupt=2):
-    """A tree of small images, a class = a colour, in mixed formats, with `corrupt` garbage .png files."""
-    rng = np.random.default_rng(0)
-    for label, name in enumerate(classes):
-        folder = root / split / name if split else root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            image = rng.integers(0, 60, (size, size, 3), dtype="uint8")
-            image[..., label % 3] += 180  # the class is the dominant colour
-            fmt = FORMATS[i % len(FORMATS)]
-            channels = {0: 1, 5: 4}.get(i % 7, 3) if fmt == "png" else 3  # gray and RGBA PNGs too
-            (folder / f"{name}_{i}.{'jpg' if fmt == 'jpeg' else fmt}").write_bytes(_encode(image, fmt, channels))
-    for i in range(corrupt):
-        (root / (split or "") / classes[0] / f"broken_{i}.png").write_bytes(b"not an image at all" * i)
-    (root / (split or "") / classes[0] / "notes.txt").write_text("ignored")
-    (root / (split or "") / classes[1] / ".DS_Store").write_bytes(b"\0\1")
-    return root
 
 
 def test_a_flat_tree_gets_a_stable_stratified_split_and_bad_files_are_skipped(tmp_path):

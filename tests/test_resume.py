@@ -12,7 +12,7 @@ import keras
 import pytest
 
 import keras_resnext  # noqa: F401 - registers the classes keras.models.load_model needs
-from helpers import ENV, cli, colour_folder, log_rows
+from helpers import ENV, cli, log_rows, small_colour_tree
 
 pytestmark = pytest.mark.slow
 TESTS = os.path.dirname(__file__)
@@ -28,7 +28,7 @@ def strict_json(path):
 
 def small_run(tmp_path, epochs=3):
     """`train` arguments for a 3-epoch run on a small colour folder at 32 px: every save a run makes, in seconds."""
-    folder = colour_folder(tmp_path / "colours")
+    folder = small_colour_tree(tmp_path / "colours")
     return ["train", "--dataset", f"folder:{folder}", "--image-size", "32", "--epochs", str(epochs)]
 
 
@@ -95,7 +95,7 @@ def test_a_diverged_run_fails_and_says_so(tmp_path):
 @pytest.mark.parametrize("tuner", ["random", "grid"])
 def test_a_search_killed_inside_its_saves_finishes_with_the_same_command(tmp_path, tuner):
     out = tmp_path / "search"
-    folder = colour_folder(tmp_path / "colours")
+    folder = small_colour_tree(tmp_path / "colours")
     args = ["tune", "--tuner", tuner, "--max-trials", "3", "--epochs", "1", "--cardinalities", "2,4,8",
             "--dataset", f"folder:{folder}", "--image-size", "32", "--batch-size", "8", "--output", str(out)]
     # A search that stopped after a finished trial (keras-tuner's own GridSearch could never resume

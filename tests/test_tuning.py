@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from helpers import ENV, cli, colour_folder, free_port
+from helpers import ENV, cli, free_port, small_colour_tree
 from keras_resnext import tuning
 from keras_resnext.flops import count_macs_config
 
@@ -64,7 +64,8 @@ def tune_cli(*args):
 
 def small_search(tmp_path):
     """Data arguments for a search on a small colour folder at 32 px: searches that cost little beyond start-up."""
-    return ["--dataset", f"folder:{colour_folder(tmp_path / 'colours')}", "--image-size", "32", "--batch-size", "8"]
+    folder = small_colour_tree(tmp_path / "colours")
+    return ["--dataset", f"folder:{folder}", "--image-size", "32", "--batch-size", "8"]
 
 
 def read_trials(path):
