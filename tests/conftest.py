@@ -32,7 +32,8 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 # The tests' graphs are small and run a few times each, so LLVM's optimizations cost more than they
 # save: without them XLA compiles in about half the time (XLA's own graph passes still run).
-os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+if os.environ.get("KERAS_BACKEND") == "jax":  # TensorFlow runs without XLA on CPUs
+    os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 sys.path.insert(0, os.path.dirname(__file__))  # tests import their shared helpers as `helpers`
 
 import keras_resnext  # noqa: E402,F401 - first, as users do: it turns oneDNN on before TensorFlow loads

@@ -26,6 +26,17 @@ TINY_HUB_KEY = "timm/resnext_tiny.test_in1k/model.safetensors"
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
 
 
+def shapes_only():
+    """A scope that builds models without drawing their weights, for tests that read only structure.
+
+    Drawing the random initial weights is nearly all of building a large model (10 of 11 s for
+    ResNeXt101_32x32d's 467M parameters here). Inside this scope Keras leaves every variable
+    uninitialized with its shape set, so layers, output shapes and parameter counts are the real
+    ones; running such a model is an error. `clear_session` (before each test) forgets them.
+    """
+    return keras.StatelessScope(initialize_variables=False)
+
+
 def cli(*args, env=None, timeout=900, **kwargs):
     """`keras-resnext ARGS...` in a subprocess on the TensorFlow backend, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "keras_resnext.cli", *args], env=env or ENV,
