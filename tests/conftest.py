@@ -49,8 +49,9 @@ from keras_resnext.weights import registry  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
-    # The slow tests first: with two workers (make test) the long ones start early and the short
-    # ones fill the gaps, instead of one worker finishing a kill chain alone at the end.
+    # The slow tests first: with two workers (make test hands them out one at a time, in this order)
+    # the long ones start early and the short ones fill the gaps, instead of one worker finishing a
+    # kill chain alone at the end.
     items.sort(key=lambda item: "slow" not in item.keywords)
     # Under another backend (make test-jax) only tests marked `portable` run.
     if keras.backend.backend() != "tensorflow":
