@@ -24,15 +24,15 @@ def pytest_unconfigure(config):
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Records of verified downloads go to a throwaway folder, never the user's ~/.cache.
 _throwaway_folder("KERAS_RESNEXT_CACHE", "keras-resnext-cache-")
-# On JAX, compiling each new model, shape and eager op with XLA is most of a test's time, and most
-# tests build the same few models: one persistent compilation cache for the run (both workers) makes
-# every graph after the first a load. Every entry is kept, however small or quick to compile.
-_throwaway_folder("JAX_COMPILATION_CACHE_DIR", "keras-resnext-jax-cache-")
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
-# The tests' graphs are small and run a few times each, so LLVM's optimizations cost more than they
-# save: without them XLA compiles in about half the time (XLA's own graph passes still run).
 if os.environ.get("KERAS_BACKEND") == "jax":  # TensorFlow runs without XLA on CPUs
+    # Compiling each new model, shape and eager op with XLA is most of a JAX test's time, and most
+    # tests build the same few models: one persistent compilation cache for the run (both workers)
+    # makes every graph after the first a load. Every entry is kept, however small or quick to compile.
+    _throwaway_folder("JAX_COMPILATION_CACHE_DIR", "keras-resnext-jax-cache-")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+    # The tests' graphs are small and run a few times each, so LLVM's optimizations cost more than
+    # they save: without them XLA compiles in about half the time (XLA's own graph passes still run).
     os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 sys.path.insert(0, os.path.dirname(__file__))  # tests import their shared helpers as `helpers`
 
