@@ -6,7 +6,7 @@ from keras import ops
 from keras_resnext import grouped_conv
 from keras_resnext.config import BLOCK_FORMS, NORMS, check_choice, positive_int
 
-__all__ = ["GroupedConv2D", "ResNeXtBlock"]
+__all__ = ["FrozenBatchNormalization", "GroupedConv2D", "ResNeXtBlock", "TorchBatchNormalization"]
 
 # torchvision initialises convs with kaiming_normal_(mode="fan_out", nonlinearity="relu").
 CONV_INITIALIZER = {
@@ -19,11 +19,37 @@ BN_MOMENTUM = 0.9
 
 
 def batch_norm(name, dtype=None, norm="batch_norm"):
-    """The BatchNorm of every block and stem: PyTorch's epsilon and momentum; frozen for `norm="frozen_bn"`."""
-    layer = FrozenBatchNormalization if check_choice("norm", norm, NORMS) == "frozen_bn" else (
-        keras.layers.BatchNormalization
-    )
+    """The BatchNorm of every block and stem: PyTorch's epsilon, momentum and statistics; frozen for `norm="frozen_bn"`."""
+    layer = FrozenBatchNormalization if check_choice("norm", norm, NORMS) == "frozen_bn" else TorchBatchNormalization
     return layer(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name, dtype=dtype)
+
+
+@keras.saving.register_keras_serializable(package="keras_resnext")
+class TorchBatchNormalization(keras.layers.BatchNormalization):
+    """Keras' BatchNormalization keeping PyTorch's running variance: the unbiased batch variance.
+
+    Both normalise a training batch with its biased variance; PyTorch's running
+    estimate (what inference uses) takes the unbiased one, `n / (n - 1)` times larger,
+    `n` the values per channel (batch x height x width). With small batches and
+    feature maps the two differ, so weights trained here keep the statistics a
+    PyTorch run would. Masked, renormalised and synchronized batches keep Keras' rule.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm or self.synchronized:
+            return super().call(inputs, training=training, mask=mask)
+        inputs = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # as Keras: no overflow
+        axes = [i for i in range(len(inputs.shape)) if i != self.axis % len(inputs.shape)]
+        mean, variance = ops.moments(inputs, axes)
+        values = ops.cast(ops.size(inputs) // ops.shape(inputs)[self.axis], inputs.dtype)
+        unbiased = variance * values / ops.maximum(values - 1, 1)
+        for moving, batch in ((self.moving_mean, mean), (self.moving_variance, unbiased)):
+            moving.assign(ops.cast(moving, inputs.dtype) * self.momentum + batch * (1.0 - self.momentum))
+        gamma = ops.cast(self.gamma, inputs.dtype) if self.scale else None
+        beta = ops.cast(self.beta, inputs.dtype) if self.center else None
+        outputs = ops.batch_normalization(inputs, mean, variance, axis=self.axis, offset=beta, scale=gamma,
+                                          epsilon=self.epsilon)
+        return ops.cast(outputs, self.compute_dtype)
 
 
 @keras.saving.register_keras_serializable(package="keras_resnext")

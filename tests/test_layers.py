@@ -2,7 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_resnext import devices, grouped_conv
+from keras_resnext import devices, grouped_conv, layers
+from helpers import FIXTURES, TINY
 from keras_resnext.layers import GroupedConv2D, ResNeXtBlock
 
 pytestmark = pytest.mark.portable
@@ -202,3 +203,53 @@ def test_a_kernel_larger_than_its_valid_input_fails_at_build():
     with pytest.raises(ValueError, match=r"5x5 kernel \(dilation 1\) spans 5 pixels, more than its 3x3 input padded by 0"):
         GroupedConv2D(8, 5, groups=4, padding="valid").build((None, 3, 3, 8))
     assert GroupedConv2D(8, 5, groups=4)(np.ones((1, 3, 3, 8), "float32")).shape == (1, 3, 3, 8)  # padded by 2
+
+
+def _running_statistics_after_training_passes(model, batches):
+    """`{torch key: value}` of the fixture's kept BatchNorm statistics after one training pass per batch."""
+    from keras_resnext.weights import torch_layout
+
+    layout = torch_layout.layout(model)
+    reference = dict(np.load(FIXTURES / "tv_resnext_sgd.npz"))
+    results = []
+    for i, x in enumerate(batches, start=1):
+        model(x, training=True)
+        keys = [k.split("/", 1)[1] for k in reference if k.startswith(f"bn_after{i}/")]
+        results.append({key: (keras.ops.convert_to_numpy(layout[key][0]), reference[f"bn_after{i}/{key}"])
+                        for key in keys})
+    return results
+
+
+def test_batchnorm_keeps_pytorchs_running_statistics(monkeypatch):
+    """Two training passes of the torchvision checkpoint (batch 4, 64 px): PyTorch's running mean and variance.
+
+    The last stage sees 2 x 2 x 4 = 16 values per channel, so the unbiased variance is 16/15 of the biased one.
+    """
+    import keras_resnext as kr
+
+    model = kr.ResNeXt(**TINY, classes=10, input_shape=(64, 64, 3), weights=FIXTURES / "tv_resnext_tiny.safetensors")
+    batches = np.load(FIXTURES / "tv_resnext_sgd.npz")["bn_x_nhwc"]
+    passes = _running_statistics_after_training_passes(model, batches)
+    assert len(passes) == 2 and all(len(kept) == 6 for kept in passes)
+    for kept in passes:
+        for key, (value, expected) in kept.items():
+            np.testing.assert_allclose(value, expected, atol=1e-4, rtol=0, err_msg=key)
+    # Keras' own layer keeps the biased variance: off by more than the bound in the last stage.
+    monkeypatch.setattr(layers, "TorchBatchNormalization", keras.layers.BatchNormalization)
+    keras_bn = kr.ResNeXt(**TINY, classes=10, input_shape=(64, 64, 3), weights=FIXTURES / "tv_resnext_tiny.safetensors")
+    value, expected = _running_statistics_after_training_passes(keras_bn, batches)[1]["layer4.0.bn3.running_var"]
+    assert np.abs(value - expected).max() > 1e-4
+
+
+def test_torch_batchnorm_round_trips_and_normalises_as_keras_does():
+    from keras_resnext.layers import TorchBatchNormalization
+
+    layer = TorchBatchNormalization(momentum=0.9, epsilon=1e-5)
+    x = np.random.default_rng(0).normal(2.0, 3.0, (4, 5, 5, 3)).astype("float32")
+    stock = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)
+    np.testing.assert_allclose(layer(x, training=True), stock(x, training=True), atol=1e-5)
+    n = 4 * 5 * 5
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.moving_variance),
+                               0.9 + 0.1 * x.reshape(-1, 3).var(0) * n / (n - 1), rtol=1e-5)
+    again = keras.layers.deserialize(keras.layers.serialize(layer))
+    assert isinstance(again, TorchBatchNormalization) and again.momentum == pytest.approx(0.9)
