@@ -10,7 +10,7 @@ import math
 import os
 import sys
 
-from keras_resnext.config import DATASETS, INFERENCE_PRECISIONS, OUTPUT_STRIDES, STEMS, STRATEGIES, TUNERS
+from keras_resnext.config import DATASETS, INFERENCE_PRECISIONS, OPTIMIZERS, OUTPUT_STRIDES, STEMS, STRATEGIES, TUNERS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -92,7 +92,7 @@ def cmd_train(args):
         strategy=args.strategy, precision=args.precision, seed=args.seed, schedule=args.schedule,
         label_smoothing=args.label_smoothing, val_split=args.val_split, strict=args.strict,
         class_weight=args.class_weight, image_size=args.image_size, freeze_epochs=args.freeze_epochs,
-        overwrite=args.overwrite,
+        overwrite=args.overwrite, optimizer=args.optimizer,
     )
     if metrics.get("already_complete"):
         print(f"{metrics['output']} is a completed run (pass --overwrite to train it again):")
@@ -271,10 +271,14 @@ def _train_parser(sub):
     p.add_argument("--precision", default="float32", help="float32, mixed_float16, mixed_bfloat16 or auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--schedule", default="step", choices=("step", "cosine"))
+    p.add_argument("--optimizer", default="paper", choices=OPTIMIZERS,
+                   help="paper: the paper's SGD step (PyTorch's: nesterov, weight decay in the gradient of every "
+                        "parameter); decoupled: Keras' SGD, decoupled weight decay on kernels only")
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--image-size", type=positive_int, default=None, help="training image side (default: the data set's)")
     p.add_argument("--freeze-epochs", type=int, default=None,
-                   help="fine-tuning: epochs with the backbone frozen before training all layers (default 1)")
+                   help="fine-tuning: epochs with the backbone frozen before training all layers "
+                        "(default 1, none when --epochs is 1)")
     p.add_argument("--val-split", type=float, default=0.2,
                    help="folder:<root> without a test split: the stratified fraction held out (default 0.2)")
     p.add_argument("--strict", action="store_true", help="refuse image files that do not decode (default: skip)")

@@ -23,6 +23,8 @@ OUTPUT_STRIDES = (8, 16, 32)
 # updated, gamma and beta fixed (torchvision's FrozenBatchNorm2d, detectron2's FrozenBN).
 NORMS = ("batch_norm", "frozen_bn")
 TUNERS = ("random", "bayesian", "grid", "hyperband")
+# The recipes' SGD (keras_resnext.training.sgd): the paper's step, or Keras' SGD with decoupled decay.
+OPTIMIZERS = ("paper", "decoupled")
 STRATEGIES = ("auto", "one", "mirrored", "multiworker", "tpu")
 DATASETS = ("digits", "cifar10", "cifar100", "imagenet2012", "folder:<root>")
 

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from keras_resnext import data, distribute, files, int8, models, plots, run_folder, training
-from keras_resnext.config import eval_split, positive_int
+from keras_resnext.config import OPTIMIZERS, check_choice, eval_split, positive_int
 from keras_resnext.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD, imagenet_class_names
 from keras_resnext.inference import inference_model
 from keras_resnext.weights import registry as weights_registry
@@ -77,6 +77,7 @@ def train(
     image_size=None,
     freeze_epochs=None,
     overwrite=False,
+    optimizer="paper",
 ):
     """Trains, evaluates and writes a run folder; returns the metrics dict.
 
@@ -86,9 +87,13 @@ def train(
     weighs the loss by inverse class frequency.
 
     Fine-tuning (`weights` with another class count than theirs) replaces the head
-    and trains in two phases: `freeze_epochs` (default 1) with the backbone frozen,
-    so the new head settles without disturbing the pretrained features, then all
-    layers to `epochs`. `freeze_epochs=0` trains everything from the start.
+    and trains in two phases: `freeze_epochs` with the backbone frozen, so the new
+    head settles without disturbing the pretrained features, then all layers to
+    `epochs`. By default 1 epoch is frozen, none in a 1-epoch run; `freeze_epochs=0`
+    trains everything from the start.
+
+    `optimizer` is the recipes' (`training.sgd`): `"paper"`, the paper's step,
+    or `"decoupled"`, Keras' SGD with decoupled weight decay.
 
     The folder holds metrics.json, model.keras, curves.png, log.csv, tensorboard/
     and, while the run is in progress, backup/. A run killed at any instant,
@@ -99,6 +104,7 @@ def train(
     """
     epochs = DEFAULT_EPOCHS.get(dataset, 90) if epochs is None else positive_int("epochs", epochs)
     batch_size = positive_int("batch_size", batch_size)
+    check_choice("optimizer", optimizer, OPTIMIZERS)
     run_dir = _run_dir(output or _default_output(model, dataset))
     if (finished := run_folder.previous_run(run_dir, overwrite)) is not None:
         return finished
@@ -112,7 +118,7 @@ def train(
     train_ds, test_ds, info, global_batch = _fitting_batches(dataset, global_batch, data_options)
     weights_per_class = _class_weights(info, class_weight)
     finetuning = weights is not None and info.num_classes != 1000
-    phases = _phases(epochs, (1 if finetuning else 0) if freeze_epochs is None else freeze_epochs)
+    phases = _phases(epochs, int(finetuning and epochs > 1) if freeze_epochs is None else freeze_epochs)
     steps = max(info.num_examples // global_batch, 1)
     recipe = training.imagenet_recipe if info.image_size >= 128 else training.cifar_recipe
     with strat.scope():
@@ -120,9 +126,10 @@ def train(
     # Only now, with the data and the model known to be good, is anything written: bad input writes nothing.
     with run_folder.recording(run_dir):
         metrics = _fit_phases(net, strat, recipe, steps, global_batch, train_ds, test_ds, info, run_dir,
-                              dict(phases=phases, verbose=verbose, schedule=schedule,
-                                   label_smoothing=label_smoothing, class_weight=weights_per_class))
-        metrics.update(dataset=dataset, strategy=strategy, class_weight=class_weight)
+                              dict(phases=phases, verbose=verbose, schedule=schedule, optimizer=optimizer,
+                                   label_smoothing=label_smoothing, class_weight=weights_per_class,
+                                   precise_bn=finetuning))
+        metrics.update(dataset=dataset, strategy=strategy, class_weight=class_weight, optimizer=optimizer)
         _write_run(run_dir, net, metrics)
     return metrics
 
@@ -131,9 +138,10 @@ def _fit_phases(net, strat, recipe, steps, global_batch, train_ds, test_ds, info
     """The training phases of `train` (a frozen-backbone warm-up when fine-tuning, then all layers); the metrics."""
     phases = options["phases"]
     compile_phase = functools.partial(_compile_phase, net, strat, recipe, steps, batch_size=global_batch,
-                                      schedule=options["schedule"], label_smoothing=options["label_smoothing"])
+                                      schedule=options["schedule"], label_smoothing=options["label_smoothing"],
+                                      optimizer=options["optimizer"])
     metrics = _fit_and_report(net, compile_phase, phases, train_ds, test_ds, info, strat, run_dir,
-                              options["class_weight"], options["verbose"])
+                              options["class_weight"], options["verbose"], options["precise_bn"])
     metrics.update(batch_size=global_batch, phases=[dict(start=a, end=b, backbone_frozen=f) for a, b, f in phases])
     return metrics
 
@@ -158,11 +166,14 @@ def _phases(epochs, freeze_epochs):
     return ([(0, freeze_epochs, True)] if freeze_epochs else []) + [(freeze_epochs, epochs, False)]
 
 
-def _fit_and_report(net, compile_phase, phases, train_ds, test_ds, info, strat, run_dir, class_weight, verbose):
+def _fit_and_report(net, compile_phase, phases, train_ds, test_ds, info, strat, run_dir, class_weight, verbose,
+                    precise_bn=False):
     """Fits `net` phase by phase with the run's callbacks, then evaluates it: the metrics of the run.
 
     Each phase resumes after a kill from its own backup; a finished phase leaves its
-    weights in backup/, so a rerun continues with the next phase from them.
+    weights in backup/, so a rerun continues with the next phase from them. With
+    `precise_bn` the BatchNorm statistics are recomputed from the final weights
+    before the evaluation (`training.recompute_batchnorm_statistics`).
     """
     start, epochs_run = time.perf_counter(), 0
     for i, (first, end, frozen) in enumerate(phases, start=1):
@@ -181,8 +192,11 @@ def _fit_and_report(net, compile_phase, phases, train_ds, test_ds, info, strat, 
         if i < len(phases):
             with files.atomic_path(finished) as tmp:
                 net.save_weights(tmp)
+    # A short fine-tuning run ends with BatchNorm statistics of weights it no longer has: recompute them.
+    bn_batches = training.recompute_batchnorm_statistics(net, train_ds) if precise_bn else 0
     seconds = time.perf_counter() - start
     metrics = dict(output=run_dir, **_run_metrics(net, test_ds, info, strat), epochs=phases[-1][1],
+                   batchnorm_recomputed_batches=bn_batches,
                    epochs_run_here=epochs_run, seconds=round(seconds, 1), data=info.details)
     metrics["per_class"] = per_class_report(net, test_ds, info.class_names,
                                             os.path.join(run_dir, "confusion_matrix.png"))

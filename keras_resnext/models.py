@@ -278,7 +278,7 @@ def _head(x, image, include_top, pooling, classes, classifier_activation):
     x = PropagateNonFinite(name=config.NONFINITE_GUARD)([x, image])
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        return classifier(classes, classifier_activation)(x)
+        return classifier(classes, x.shape[-1], classifier_activation)(x)
     if pooling == "avg":
         return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if pooling == "max":
@@ -286,9 +286,20 @@ def _head(x, image, include_top, pooling, classes, classifier_activation):
     return x
 
 
-def classifier(classes, activation="softmax"):
-    """The classification layer, `predictions`: float32 under mixed precision (stable softmax and loss)."""
-    return keras.layers.Dense(classes, activation=activation, name=config.CLASSIFIER, dtype=head_dtype())
+def classifier(classes, features, activation="softmax"):
+    """The classification layer, `predictions`: float32 under mixed precision (stable softmax and loss).
+
+    Initialised as torchvision's `nn.Linear(features, classes)`: kernel and bias
+    uniform in +-1/sqrt(features). Keras' glorot_uniform would start a new head 2.45x
+    larger (2048 features, 3 classes), which overshoots when fine-tuning on a few classes.
+    """
+    bound = 1 / features**0.5
+    return keras.layers.Dense(
+        classes, activation=activation, name=config.CLASSIFIER, dtype=head_dtype(),
+        # kaiming_uniform(a=sqrt(5)), nn.Linear's kernel rule: limit sqrt(3 * scale / fan_in) = 1/sqrt(fan_in)
+        kernel_initializer=keras.initializers.VarianceScaling(1 / 3, mode="fan_in", distribution="uniform"),
+        bias_initializer=keras.initializers.RandomUniform(-bound, bound),
+    )
 
 
 def classifier_layer(model):

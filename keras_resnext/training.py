@@ -6,21 +6,26 @@ ImageNet (Xie et al. 2017, Sec. 4): SGD, momentum 0.9, batch 256 with lr 0.1
 batch 128, lr 0.1, weight decay 5e-4, momentum 0.9, 300 epochs, lr / 10 at
 epochs 150 and 225.
 
-Weight decay uses Keras' optimizer `weight_decay` on conv/dense kernels only
-(BatchNorm gamma/beta and biases are excluded, as in the usual PyTorch recipes).
-Keras applies it decoupled from momentum (`w -= lr * wd * w`), which equals
-PyTorch's coupled L2 when momentum is 0 and is the common choice in Keras.
+The recipes step as the paper's code does (`optimizer="paper"`, the default):
+`TorchSGD`, Torch7's and PyTorch's SGD with nesterov momentum and weight decay
+added to the gradient of every parameter, the lr dropping at the reference's
+steps (`MultiStepDecay`). `optimizer="decoupled"` is the common modern choice
+instead: Keras' SGD, weight decay decoupled from the momentum (`w -= lr * wd * w`)
+and on conv/dense kernels only, not BatchNorm's gamma and beta or biases.
 """
 
 import csv
+import itertools
 import json
 import os
 
 import keras
 
 from keras_resnext import devices, files, run_folder
-from keras_resnext.config import CLASSIFIER
+from keras_resnext.config import CLASSIFIER, OPTIMIZERS, check_choice
+from keras_resnext.layers import TorchBatchNormalization
 from keras_resnext.models import ResNeXtModel, classifier
+from keras_resnext.optimizers import MultiStepDecay, TorchSGD
 
 NO_DECAY = ["gamma", "beta", "bias"]
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "bfloat16", "float16")
@@ -51,11 +56,26 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return cls(**config)
 
 
-def sgd(schedule, weight_decay, momentum=0.9, nesterov=False):
-    """SGD with momentum and weight decay on kernels only (not BatchNorm or biases)."""
-    optimizer = keras.optimizers.SGD(schedule, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
-    optimizer.exclude_from_weight_decay(var_names=NO_DECAY)
-    return optimizer
+def sgd(learning_rate, weight_decay, momentum=0.9, nesterov=None, optimizer="paper"):
+    """The recipes' SGD: the paper's step (`TorchSGD`), or Keras' SGD with decoupled decay.
+
+    Args:
+        learning_rate: a float or a `LearningRateSchedule`.
+        weight_decay: the paper's 1e-4 (ImageNet) or 5e-4 (CIFAR).
+        nesterov: defaults to the choice's own: on for "paper" (as the paper's
+            code), off for "decoupled".
+        optimizer: `"paper"`: PyTorch's and Torch7's SGD, weight decay added to
+            the gradient of every parameter. `"decoupled"`: Keras' SGD, weight decay
+            `w -= lr * wd * w` outside the momentum, on kernels only (not BatchNorm
+            or biases).
+    """
+    if check_choice("optimizer", optimizer, OPTIMIZERS) == "paper":
+        return TorchSGD(learning_rate, momentum=momentum, nesterov=True if nesterov is None else nesterov,
+                        weight_decay=weight_decay)
+    decoupled = keras.optimizers.SGD(learning_rate, momentum=momentum, nesterov=bool(nesterov),
+                                     weight_decay=weight_decay)
+    decoupled.exclude_from_weight_decay(var_names=NO_DECAY)
+    return decoupled
 
 
 def imagenet_recipe(
@@ -67,6 +87,7 @@ def imagenet_recipe(
     base_lr=0.1,
     weight_decay=1e-4,
     label_smoothing=0.0,
+    optimizer="paper",
 ):
     """The paper's ImageNet optimizer and loss: `(optimizer, loss)` for `model.compile`.
 
@@ -77,10 +98,11 @@ def imagenet_recipe(
         schedule: `"step"` (/ 10 at 30%, 60%, 90% of training) or `"cosine"`.
         warmup_epochs: linear warmup, as for large batches (Goyal et al.).
         label_smoothing: 0.1 is the common modern setting; 0 is the paper's.
+        optimizer: `"paper"` (the paper's step) or `"decoupled"`, see `sgd`.
     """
     peak = base_lr * batch_size / 256
     return _recipe(steps_per_epoch, epochs, peak, schedule, (0.3, 0.6, 0.9), warmup_epochs, weight_decay,
-                   label_smoothing)
+                   label_smoothing, optimizer)
 
 
 def cifar_recipe(
@@ -92,23 +114,22 @@ def cifar_recipe(
     label_smoothing=0.0,
     schedule="step",
     warmup_epochs=0,
+    optimizer="paper",
 ):
-    """The paper's CIFAR optimizer and loss: lr 0.1 per 128 images, / 10 at 50% and 75%."""
+    """The paper's CIFAR optimizer and loss: lr 0.1 per 128 images, / 10 at 50% and 75% (see `imagenet_recipe`)."""
     peak = base_lr * batch_size / 128
     return _recipe(steps_per_epoch, epochs, peak, schedule, (0.5, 0.75), warmup_epochs, weight_decay,
-                   label_smoothing)
+                   label_smoothing, optimizer)
 
 
-def _recipe(steps_per_epoch, epochs, peak, schedule, drops, warmup_epochs, weight_decay, label_smoothing):
+def _recipe(steps_per_epoch, epochs, peak, schedule, drops, warmup_epochs, weight_decay, label_smoothing,
+            optimizer):
     if steps_per_epoch < 1 or epochs < 1:
         raise ValueError(f"steps_per_epoch and epochs must be positive; got {steps_per_epoch}, {epochs}.")
     warmup = int(warmup_epochs * steps_per_epoch)
     total = epochs * steps_per_epoch - warmup
     if schedule == "step":
-        boundaries = [int(f * epochs * steps_per_epoch) - warmup for f in drops]
-        lr = keras.optimizers.schedules.PiecewiseConstantDecay(
-            boundaries, [peak * 0.1**i for i in range(len(boundaries) + 1)]
-        )
+        lr = MultiStepDecay(peak, [int(f * epochs * steps_per_epoch) - warmup for f in drops])
     elif schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(peak, max(total, 1))
     else:
@@ -118,7 +139,7 @@ def _recipe(steps_per_epoch, epochs, peak, schedule, drops, warmup_epochs, weigh
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing) if label_smoothing else (
         keras.losses.SparseCategoricalCrossentropy()
     )
-    return sgd(lr, weight_decay), loss
+    return sgd(lr, weight_decay, optimizer=optimizer), loss
 
 
 def set_precision(policy="auto"):
@@ -155,9 +176,34 @@ def finetune_model(constructor, classes, weights="imagenet", input_shape=None, f
     `constructor` is e.g. `keras_resnext.ResNeXt50`; `weights` a tag or path.
     """
     backbone = constructor(include_top=False, weights=weights, input_shape=input_shape, pooling="avg")
-    outputs = classifier(classes, classifier_activation)(backbone.output)
+    outputs = classifier(classes, backbone.output.shape[-1], classifier_activation)(backbone.output)
     model = ResNeXtModel(backbone.inputs, outputs, name=f"{backbone.name}_finetune")
     return set_backbone_trainable(model, not freeze_backbone)
+
+
+def recompute_batchnorm_statistics(model, dataset, max_batches=200):
+    """Sets every trainable BatchNorm's moving mean and variance to their average over `dataset`'s batches.
+
+    "Precise BN" (Wu & Johnson, 2021): the moving statistics are an exponential
+    average taken while the weights still moved, so a short run ends with statistics
+    of weights it no longer has. Averaged over up to `max_batches` training batches
+    of the final weights, they match the network that is evaluated. Nothing but the
+    moving statistics changes. `dataset` yields `(images, labels)` or images.
+    Returns the number of batches used.
+    """
+    norms = [layer for layer in model._flatten_layers(include_self=False)  # every nested layer
+             if isinstance(layer, TorchBatchNormalization) and layer.trainable]
+    momentums = [norm.momentum for norm in norms]
+    seen = 0
+    try:
+        for seen, batch in enumerate(itertools.islice(dataset, max_batches), start=1):
+            for norm in norms:  # moving = (1 - 1/k) moving + batch / k: the mean of the k batches so far
+                norm.momentum = 1 - 1 / seen
+            model(batch[0] if isinstance(batch, (tuple, list)) else batch, training=True)
+    finally:
+        for norm, momentum in zip(norms, momentums):
+            norm.momentum = momentum
+    return seen
 
 
 def default_callbacks(output_dir, backup=True, tensorboard=True, backup_dir="backup"):
@@ -196,7 +242,8 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         with files.atomic_path(os.path.join(self.backup_dir, name)) as tmp:
             self.model.save_weights(tmp)
         files.write_json(self._training_metadata_path,
-                         {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name})
+                         {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name,
+                          "optimizer": _optimizer_name(self.model.optimizer)})
         for old in os.listdir(self.backup_dir):  # older backups, and temporaries a kill left behind
             if old != name and old.endswith(".weights.h5"):
                 os.remove(os.path.join(self.backup_dir, old))
@@ -206,11 +253,32 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             return
         with open(self._training_metadata_path) as f:
             metadata = json.load(f)
+        _check_backup_optimizer(self.backup_dir, metadata.get("optimizer"), self.model.optimizer)
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
         # Backups of Keras' own callback name no file: theirs is latest.weights.h5.
         self.model.load_weights(os.path.join(self.backup_dir, metadata.get("weights", "latest.weights.h5")))
         self.model._initial_epoch = metadata["epoch"]
+
+
+def _optimizer_name(optimizer):
+    return None if optimizer is None else keras.saving.get_registered_name(type(optimizer))
+
+
+def _check_backup_optimizer(backup_dir, recorded, optimizer):
+    """Refuses a backup whose optimizer state is another optimizer's: its slots would load, silently wrong.
+
+    Keras' weights file keeps optimizer variables by position, not by name. A backup
+    from before the optimizer was recorded holds Keras' SGD velocity (`lr * g`
+    accumulated), which `TorchSGD`'s buffer of gradients cannot resume from.
+    """
+    current = _optimizer_name(optimizer)
+    if recorded == current or (recorded is None and not isinstance(optimizer, TorchSGD)):
+        return
+    written = f"optimizer {recorded}" if recorded else "Keras' SGD (an older keras-resnext)"
+    raise ValueError(f"{backup_dir} holds the state of {written}, not of this run's {current}: its momentum "
+                     "cannot resume here. Resume with the optimizer the run started with (`train --optimizer "
+                     "decoupled` for Keras' SGD), or start the run afresh with --overwrite.")
 
 
 class EpochLog(keras.callbacks.Callback):

@@ -77,6 +77,18 @@ def make_tree(root, per_class=12, classes=("cat", "dog"), split=None, size=24, c
     return root
 
 
+def colour_folder(root, layout="flat"):
+    """The fine-tuning tests' folder: red, green and blue pictures at 40 px, 150 of them, 2 broken files.
+
+    "flat": 50 per class, split by the run; "split": train/ (40 per class) and test/ (10 per class).
+    """
+    classes = ("red", "green", "blue")
+    if layout == "flat":
+        return make_tree(root, per_class=50, classes=classes, size=40)
+    make_tree(root, per_class=40, classes=classes, split="train", size=40)
+    return make_tree(root, per_class=10, classes=classes, split="test", size=40, corrupt=0)
+
+
 def small_colour_tree(root):
     """48 pictures, 3 colour classes, 32 px, no bad file: the data of the tests that kill and resume runs.
 

@@ -100,6 +100,10 @@ def _edge_case_files(tmp_path, main_job):
     (broken / "metrics.json").write_text('{"status": "completed", "test_accuracy": NaN')
     (tmp_path / "spec.json").write_text(json.dumps({"budget": "20M", "cardinalitys": [1, 2]}))
     (tmp_path / "image.png").write_bytes(b"")
+    legacy = tmp_path / "legacy_run" / "backup"  # a run killed under an older version: Keras' SGD velocity
+    legacy.mkdir(parents=True)
+    (legacy / "training_metadata.json").write_text('{"epoch": 0, "batch": -1, "weights": "epoch00000.weights.h5"}')
+    (legacy.parent / "metrics.json").write_text('{"status": "running"}')
 
 
 # (arguments, exit status, what the one-line message says); {tmp} is a folder of prepared files.
@@ -108,6 +112,11 @@ EDGE_CASES = [
     (["train", "--batch-size", "0"], 2, "argument --batch-size: must be at least 1, got 0"),
     (["train", "--epochs", "two"], 2, "argument --epochs: expected a positive integer, got 'two'"),
     (["train", "--output", "{tmp}/a_file"], 2, "is a file; give a folder for the run"),
+    (["train", "--epochs", "2", "--freeze-epochs", "2", "--output", "{tmp}/r"], 2,
+     "`freeze_epochs` must be 0 to epochs - 1 (1); received 2"),
+    (["train", "--optimizer", "adam"], 2, "argument --optimizer: invalid choice: 'adam'"),
+    (["train", "--epochs", "2", "--output", "{tmp}/legacy_run"], 2,
+     "holds the state of Keras' SGD (an older keras-resnext), not of this run's keras_resnext>TorchSGD"),
     (["tune", "--budget", "0", "--output", "{tmp}/tune"], 2, "The budget must be at least 1 MAC"),
     (["tune", "--spec", "{tmp}/spec.json"], 2, "unknown keys cardinalitys"),
     (["predict", "{tmp}/image.png", "--top", "0"], 2, "argument --top: must be at least 1, got 0"),

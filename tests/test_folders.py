@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from helpers import cli, make_tree
+from helpers import FIXTURES, cli, colour_folder, make_tree
 from keras_resnext import data, folders
 
 
@@ -78,30 +78,46 @@ def test_a_folder_smaller_than_a_batch_trains_and_reports_per_class_results(tmp_
     assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("layout", ["flat", "split"])
-def test_fine_tuning_the_torchvision_checkpoint_on_a_folder_beats_chance(tmp_path, layout):
-    from helpers import FIXTURES
+# The fine-tuning job of benchmarks/finetune_seeds.py: the torchvision fixture checkpoint, 64 px, batch 16.
+FINE_TUNING = dict(model="1,1,1,1:8:4", image_size=64, batch_size=16)
+# Seeds whose run ended in a collapsed epoch before the paper's step, PyTorch's BatchNorm statistics,
+# nn.Linear's head and recomputed statistics (0.67, 0.63, 0.33 on the AVX2 EPYC; PyTorch: 0.97, 1.0, 1.0).
+COLLAPSED_SEEDS = (4, 5, 8)
 
+
+@pytest.mark.slow
+def test_fine_tuning_on_a_small_folder_gives_a_good_model_for_every_seed(tmp_path):
+    from keras_resnext import jobs
+
+    root = colour_folder(tmp_path / "images")
+    accuracies = []
+    for seed in COLLAPSED_SEEDS:
+        metrics = jobs.train(dataset=f"folder:{root}", weights=str(FIXTURES / "tv_resnext_tiny.safetensors"),
+                             epochs=4, seed=seed, output=str(tmp_path / f"run{seed}"), verbose=0, **FINE_TUNING)
+        assert metrics["batchnorm_recomputed_batches"] == 7  # every training batch: 120 pictures / 16
+        accuracies.append(metrics["test_accuracy"])
+    # Chance is 1/3; PyTorch's reference of the same job reaches >= 0.96 on each of these seeds.
+    assert min(accuracies) >= 0.85 and sum(accuracies) / len(accuracies) >= 0.9, accuracies
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout,epochs", [("flat", 4), ("split", 1)])
+def test_fine_tuning_the_torchvision_checkpoint_on_a_folder_then_predict_and_evaluate(tmp_path, layout, epochs):
     classes = ("red", "green", "blue")
-    root = tmp_path / "images"
-    if layout == "flat":
-        make_tree(root, per_class=50, classes=classes, size=40)
-    else:
-        make_tree(root, per_class=40, classes=classes, split="train", size=40)
-        make_tree(root, per_class=10, classes=classes, split="test", size=40, corrupt=0)
+    root = colour_folder(tmp_path / "images", layout)
     out = tmp_path / "run"
-    result = cli("train", "--dataset", f"folder:{root}", "--model", "1,1,1,1:8:4", "--weights",
-                 str(FIXTURES / "tv_resnext_tiny.safetensors"), "--image-size", "64", "--epochs", "4",
+    result = cli("train", "--dataset", f"folder:{root}", "--model", FINE_TUNING["model"], "--weights",
+                 str(FIXTURES / "tv_resnext_tiny.safetensors"), "--image-size", "64", "--epochs", str(epochs),
                  "--batch-size", "16", "--output", str(out), timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr.count("pretrained classifier is replaced by a new 3-class head") == 1
     assert result.stderr.count("Skipping 2 file(s) that are not decodable images") == 1
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["phases"] == [{"start": 0, "end": 1, "backbone_frozen": True},
-                                 {"start": 1, "end": 4, "backbone_frozen": False}]
+    # A frozen first epoch, then all layers; a 1-epoch run trains all layers from the start.
+    assert metrics["phases"] == ([{"start": 0, "end": 1, "backbone_frozen": True}] if epochs > 1 else []) + [
+        {"start": int(epochs > 1), "end": epochs, "backbone_frozen": False}]
     assert metrics["class_names"] == sorted(classes) and metrics["data"]["layout"] == layout
-    assert metrics["test_accuracy"] >= 0.8  # chance is 1/3
+    assert metrics["optimizer"] == "paper"
     assert not (out / "backup").exists()
     predicted = cli("predict", str(root), "--model-file", str(out / "model.keras"), "--top", "2",
                     "--csv", str(tmp_path / "p.csv"))
