@@ -111,35 +111,34 @@ def train(
     keras.utils.set_random_seed(seed)
     training.set_precision(precision)
     strat = distribute.make_strategy(strategy)
-    global_batch = batch_size * strat.num_replicas_in_sync
-    data_options = dict(image_size=_image_size(image_size, model, dataset), seed=seed, data_dir=data_dir, download=download,
-                        val_split=val_split, strict=strict, one_hot=bool(label_smoothing),
-                        crop_pct=eval_crop(model, weights))
-    train_ds, test_ds, info, global_batch = _fitting_batches(dataset, global_batch, data_options)
+    train_ds, test_ds, info, global_batch = _fitting_batches(dataset, batch_size * strat.num_replicas_in_sync, dict(
+        image_size=_image_size(image_size, model, dataset), seed=seed, data_dir=data_dir, download=download,
+        val_split=val_split, strict=strict, one_hot=bool(label_smoothing), crop_pct=eval_crop(model, weights)))
     weights_per_class = _class_weights(info, class_weight)
     finetuning = weights is not None and info.num_classes != 1000
     phases = _phases(epochs, int(finetuning and epochs > 1) if freeze_epochs is None else freeze_epochs)
-    steps = max(info.num_examples // global_batch, 1)
-    recipe = training.imagenet_recipe if info.image_size >= 128 else training.cifar_recipe
+    recipe = functools.partial(training.imagenet_recipe if info.image_size >= 128 else training.cifar_recipe,
+                               schedule=schedule, label_smoothing=label_smoothing, optimizer=optimizer)
     with strat.scope():
         net = build_model(model, info.num_classes, info.image_size, weights)
     # Only now, with the data and the model known to be good, is anything written: bad input writes nothing.
     with run_folder.recording(run_dir):
-        metrics = _fit_phases(net, strat, recipe, steps, global_batch, train_ds, test_ds, info, run_dir,
-                              dict(phases=phases, verbose=verbose, schedule=schedule, optimizer=optimizer,
-                                   label_smoothing=label_smoothing, class_weight=weights_per_class,
+        metrics = _fit_phases(net, strat, recipe, global_batch, train_ds, test_ds, info, run_dir,
+                              dict(phases=phases, verbose=verbose, class_weight=weights_per_class,
                                    precise_bn=finetuning))
         metrics.update(dataset=dataset, strategy=strategy, class_weight=class_weight, optimizer=optimizer)
         _write_run(run_dir, net, metrics)
     return metrics
 
 
-def _fit_phases(net, strat, recipe, steps, global_batch, train_ds, test_ds, info, run_dir, options):
-    """The training phases of `train` (a frozen-backbone warm-up when fine-tuning, then all layers); the metrics."""
+def _fit_phases(net, strat, recipe, global_batch, train_ds, test_ds, info, run_dir, options):
+    """The training phases of `train` (a frozen-backbone warm-up when fine-tuning, then all layers); the metrics.
+
+    `recipe(steps_per_epoch, epochs=..., batch_size=...)` gives each phase's optimizer and loss.
+    """
     phases = options["phases"]
-    compile_phase = functools.partial(_compile_phase, net, strat, recipe, steps, batch_size=global_batch,
-                                      schedule=options["schedule"], label_smoothing=options["label_smoothing"],
-                                      optimizer=options["optimizer"])
+    steps = max(info.num_examples // global_batch, 1)
+    compile_phase = functools.partial(_compile_phase, net, strat, recipe, steps, batch_size=global_batch)
     metrics = _fit_and_report(net, compile_phase, phases, train_ds, test_ds, info, strat, run_dir,
                               options["class_weight"], options["verbose"], options["precise_bn"])
     metrics.update(batch_size=global_batch, phases=[dict(start=a, end=b, backbone_frozen=f) for a, b, f in phases])
