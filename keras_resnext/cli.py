@@ -9,6 +9,7 @@ import json
 import math
 import os
 import sys
+import warnings
 
 from keras_resnext.config import DATASETS, INFERENCE_PRECISIONS, OPTIMIZERS, OUTPUT_STRIDES, STEMS, STRATEGIES, TUNERS
 
@@ -37,8 +38,9 @@ def cmd_summary(args):
     from keras_resnext import config, models
 
     constructor = models.constructor_for(args.model)
-    if args.input_size is None:
-        stem = config.VARIANTS[constructor.variant].get("stem", "imagenet")
+    if args.input_size is None:  # the stem's own size: a named variant's, or the one given to ResNeXt
+        variant = getattr(constructor, "variant", None)
+        stem = (config.VARIANTS[variant] if variant else constructor.keywords).get("stem", "imagenet")
         args.input_size = config.STEM_GEOMETRY[stem]["input_size"]
     shape = (args.input_size, args.input_size, 3)
     # The tables read shapes only, so the weights are never drawn (nearly all of building a large
@@ -372,7 +374,7 @@ def _weights_parser(sub):
 
 def _summary_parser(sub):
     p = sub.add_parser("summary", help="layer, parameter and MAC table of a model")
-    p.add_argument("model", help="e.g. ResNeXt50")
+    p.add_argument("model", help="default, a constructor (ResNeXt50), or depths:C:d (1,1,1,1:8:4), as train --model")
     p.add_argument("--input-size", type=positive_int, default=None, help="image side (default: the model's)")
     p.add_argument("--features", action="store_true", help="the feature levels (a backbone's view) instead of layers")
     p.add_argument("--output-stride", type=int, default=32, choices=OUTPUT_STRIDES, help="dilate instead of striding")
@@ -402,14 +404,21 @@ def make_parser():
 
 def main(argv=None):
     args = make_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except ValueError as e:  # bad input: say what was wrong, without a traceback; exit 2 as argparse does
-        print(f"keras-resnext {args.command}: {_one_line(e)}", file=sys.stderr)
-        return 2
-    except (OSError, RuntimeError) as e:  # a run that failed (a file not writable, a diverged run): exit 1
-        print(f"keras-resnext {args.command}: {_one_line(e)}", file=sys.stderr)
-        return 1
+    with warnings.catch_warnings():  # the API's callers keep Python's warnings; the command speaks to people
+        warnings.showwarning = _show_warning
+        try:
+            return args.func(args)
+        except ValueError as e:  # bad input: say what was wrong, without a traceback; exit 2 as argparse does
+            print(f"keras-resnext {args.command}: {_one_line(e)}", file=sys.stderr)
+            return 2
+        except (OSError, RuntimeError) as e:  # a run that failed (a file not writable, a diverged run): exit 1
+            print(f"keras-resnext {args.command}: {_one_line(e)}", file=sys.stderr)
+            return 1
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning as one line, `keras-resnext: warning: ...`: no source path, no line of code."""
+    print(f"keras-resnext: warning: {_one_line(message)}", file=file or sys.stderr)
 
 
 def _one_line(error):

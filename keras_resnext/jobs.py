@@ -19,34 +19,17 @@ from keras_resnext.weights import registry as weights_registry
 TRIAL_COLUMNS = ["trial", "cardinality", "bottleneck_width", "depths", "macs", "params", "val_accuracy",
                  "accuracy", "val_loss", "loss"]
 
-# The main job's model: an 11-layer ResNeXt (8x4d, three one-block stages) with the ImageNet stem,
-# small enough to train on the 32x32 digits in seconds.
-DEFAULT_MODEL = dict(depths=(1, 1, 1), cardinality=8, bottleneck_width=4, stem="imagenet", name="resnext11_8x4d")
 DEFAULT_EPOCHS = {"digits": 20, "cifar10": 300, "cifar100": 300}
 SMALL_IMAGE_DATASETS = ("digits", "cifar10", "cifar100")
 
 
-def model_constructor(name):
-    """A constructor by name: "default" (resnext11_8x4d), a named one ("ResNeXt50"), or "depths:C:d" ("1,1,1,1:8:4")."""
-    if name in (None, "default"):
-        return functools.partial(models.ResNeXt, **DEFAULT_MODEL)
-    if ":" in str(name):
-        try:
-            depths, cardinality, bottleneck_width = str(name).split(":")
-            depths = tuple(int(d) for d in depths.split(","))
-            return functools.partial(models.ResNeXt, depths, int(cardinality), int(bottleneck_width))
-        except ValueError:
-            raise ValueError(f"Cannot read model {name!r}: give depths:C:d, e.g. 1,1,1,1:8:4 or 3,4,6,3:32:4.") from None
-    return models.constructor_for(name)
-
-
 def build_model(name, classes, image_size, weights=None):
-    """The model `name` (see `model_constructor`) for `classes` classes of `image_size` images.
+    """The model `name` (see `models.constructor_for`) for `classes` classes of `image_size` images.
 
     Pretrained weights with another class count keep their backbone and get a new
     head for `classes` (one warning says so).
     """
-    constructor = model_constructor(name)
+    constructor = models.constructor_for(name)
     input_shape = (image_size, image_size, 3)
     if weights is not None and classes != 1000:
         warnings.warn(f"Fine-tuning: the pretrained classifier is replaced by a new {classes}-class head.",
@@ -241,7 +224,7 @@ def _image_size(image_size, model, dataset):
 
 def eval_crop(model, weights):
     """The evaluation crop of pretrained `weights` (their registry `test_crop_pct`), else ImageNet's 0.875."""
-    variant = getattr(model_constructor(model), "variant", None)
+    variant = getattr(models.constructor_for(model), "variant", None)
     entry = weights_registry.find(variant, weights)
     return entry["test_crop_pct"] if entry else 0.875
 

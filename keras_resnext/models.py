@@ -5,6 +5,7 @@ block layout); this module turns it into a functional `keras.Model` with the
 rules and error messages of `keras.applications`.
 """
 
+import functools
 import math
 import os
 
@@ -493,8 +494,24 @@ NAMED_CONSTRUCTORS = (
 CONSTRUCTORS = {key: f for f in NAMED_CONSTRUCTORS for key in (f.__name__, f.variant)}
 
 
+# The main job's model ("default"): an 11-layer ResNeXt (8x4d, three one-block stages) with the ImageNet
+# stem, small enough to train on the 32x32 digits in seconds.
+DEFAULT_MODEL = dict(depths=(1, 1, 1), cardinality=8, bottleneck_width=4, stem="imagenet", name="resnext11_8x4d")
+
+
 def constructor_for(name):
-    """The named constructor called `name` ("ResNeXt50" or "resnext50_32x4d"), or a ValueError."""
+    """The constructor every command means by `name`: "default" (resnext11_8x4d), a named one
+    ("ResNeXt50" or "resnext50_32x4d"), or "depths:C:d" ("1,1,1,1:8:4"); else a ValueError."""
+    if name in (None, "default"):
+        return functools.partial(ResNeXt, **DEFAULT_MODEL)
+    if ":" in str(name):
+        try:
+            depths, cardinality, bottleneck_width = str(name).split(":")
+            depths = tuple(int(d) for d in depths.split(","))
+            return functools.partial(ResNeXt, depths, int(cardinality), int(bottleneck_width))
+        except ValueError:
+            raise ValueError(f"Cannot read model {name!r}: give depths:C:d, e.g. 1,1,1,1:8:4 or 3,4,6,3:32:4.") from None
     if name not in CONSTRUCTORS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(CONSTRUCTORS)}.")
+        raise ValueError(f"unknown model {name!r}; choose default, depths:C:d (e.g. 1,1,1,1:8:4) or one of "
+                         f"{', '.join(CONSTRUCTORS)}.")
     return CONSTRUCTORS[name]

@@ -32,14 +32,22 @@ _ABSL_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d\d")
 _SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}
 _NOISE = ("All log messages before absl::InitializeLog()", "To enable the following instructions:")
 
-onednn_set_here = False  # whether this package turned oneDNN on (TensorFlow would have left it off)
+onednn_set_here = False  # whether this package set TF_ENABLE_ONEDNN_OPTS (on every x86-64 CPU the user left it unset)
 
 
 def before_tensorflow():
     """Turns oneDNN on where TensorFlow would not; in the command line, quiets TensorFlow's start."""
     enable_onednn()
-    if running_the_cli() and "--verbose" not in sys.argv[1:] and LOG_LEVEL_VAR not in os.environ:
-        quiet_tensorflow_start()
+    if running_the_cli() and "--verbose" not in sys.argv[1:]:
+        quiet_tensorflow_start(cli_log_level())
+
+
+def cli_log_level():
+    """The severity from which the command line shows TensorFlow's lines: the user's `TF_CPP_MIN_LOG_LEVEL`
+    (0-3), else 3. absl's start-up lines ignore that variable; replayed through the filter, a quieter
+    setting is never noisier than the default."""
+    value = os.environ.get(LOG_LEVEL_VAR, "")
+    return int(value) if value in ("0", "1", "2", "3") else CLI_LOG_LEVEL
 
 
 def enable_onednn():

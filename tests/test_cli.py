@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from helpers import cli
+from helpers import cli, shapes_only
 from keras_resnext import data
 
 
@@ -73,6 +73,22 @@ def test_cli_summary_prints_exact_totals():
     assert "trainable parameters: 25,028,904" in result.stdout
     unknown = cli("summary", "ResNeXt49")
     assert unknown.returncode != 0 and "unknown model 'ResNeXt49'" in unknown.stderr
+
+
+def test_summary_takes_every_model_name_train_takes(capsys):
+    """`default` (the demo's model), `depths:C:d` and named constructors, in this process."""
+    import keras_resnext as kr
+    from keras_resnext import cli as command_line
+
+    assert command_line.main(["summary", "default"]) is None
+    assert capsys.readouterr().out.startswith("resnext11_8x4d  input 224x224x3")
+    assert command_line.main(["summary", "1,1,1,1:8:4", "--input-size", "64"]) is None
+    total = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("total")).split()
+    with shapes_only():
+        params = kr.ResNeXt((1, 1, 1, 1), 8, 4, input_shape=(64, 64, 3)).count_params()
+    assert int(total[1].replace(",", "")) == params
+    assert command_line.main(["summary", "1,1:x:4"]) == 2
+    assert "Cannot read model '1,1:x:4': give depths:C:d" in capsys.readouterr().err
 
 
 def test_cli_summary_prints_the_feature_levels_of_a_backbone():
@@ -149,7 +165,8 @@ def test_each_bad_argument_or_file_is_one_line_and_its_exit_status(args, status,
     except SystemExit as exit:  # argparse's errors
         returncode = exit.code
     stderr = capsys.readouterr().err
-    ours = [line for line in stderr.splitlines() if line.startswith("keras-resnext")]
+    ours = [line for line in stderr.splitlines()
+            if line.startswith("keras-resnext") and not line.startswith("keras-resnext: warning: ")]
     assert returncode == status, stderr[-3000:]
     assert len(ours) == 1 and message in ours[0], stderr[-3000:]
 

@@ -62,6 +62,8 @@ def test_the_command_line_starts_quietly_and_verbose_brings_tensorflow_back():
     assert verbose.returncode == 0 and ABSL_LINE.search(verbose.stderr)
     own_level = cli("summary", "ResNeXt29_8x64d", env=dict(env, TF_CPP_MIN_LOG_LEVEL="0"))
     assert ABSL_LINE.search(own_level.stderr)  # the user's own setting: TensorFlow's lines as it prints them
+    silenced = cli("summary", "ResNeXt29_8x64d", env=dict(env, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert silenced.returncode == 0 and silenced.stderr == quiet.stderr  # a quieter setting is never noisier
 
 
 def test_info_tells_what_runs_here():
@@ -72,3 +74,15 @@ def test_info_tells_what_runs_here():
     assert rows["oneDNN (TensorFlow)"].startswith("on")
     assert rows["grouped conv 'auto', float32"] == "direct"
     assert {"native bfloat16", "int8 dot products (VNNI)", "AMX", "accelerator", "cpu features"} <= set(rows)
+
+
+def test_info_says_whose_choice_onednn_is_on_each_cpu_kind(monkeypatch):
+    from keras_resnext import devices, startup
+
+    monkeypatch.setattr(startup, "onednn_set_here", True)
+    monkeypatch.setattr(devices, "tf_onednn_enabled", lambda: True)
+    monkeypatch.setattr(devices, "cpu_flags", lambda: {"avx2", "fma"})  # AMD Zen 2/3, Intel client CPUs
+    assert devices._onednn_line() == "on (turned on by keras_resnext; TensorFlow leaves it off on this CPU)"
+    for flags in ({"avx512_vnni"}, {"amx_bf16", "amx_int8", "amx_tile"}):  # AVX-512 VNNI EPYC, AMX Xeon
+        monkeypatch.setattr(devices, "cpu_flags", lambda flags=flags: {"avx2", *flags})
+        assert devices._onednn_line() == "on (TensorFlow's default on this CPU)"
