@@ -11,6 +11,8 @@ import warnings
 from keras_resnext import startup
 
 INT8_DOT_PRODUCT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+# With these CPU features TensorFlow 2.21 turns oneDNN on by itself (AVX-512 VNNI/BF16, AMX).
+TF_ONEDNN_DEFAULT_FLAGS = frozenset({"avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile"})
 
 
 def tf_gpus():
@@ -168,8 +170,9 @@ def _onednn_line():
     enabled = tf_onednn_enabled()
     if enabled is None:
         return "n/a (no TensorFlow)"
-    if startup.onednn_set_here:
-        why = "turned on by keras_resnext; TensorFlow leaves it off on this CPU"
+    if startup.onednn_set_here:  # set on every x86-64 CPU; TensorFlow would have set it on some of them
+        why = ("TensorFlow's default on this CPU" if cpu_flags() & TF_ONEDNN_DEFAULT_FLAGS
+               else "turned on by keras_resnext; TensorFlow leaves it off on this CPU")
     elif startup.ONEDNN_VAR in os.environ:
         why = f"{startup.ONEDNN_VAR}={os.environ[startup.ONEDNN_VAR]} set by the user"
     else:
