@@ -21,6 +21,7 @@ from keras_resnext import devices
 BACKEND = keras.backend.backend()
 CARDINALITY = 8
 PRECISIONS = ["float32", "mixed_float16", "mixed_bfloat16"]
+HLO_COMPUTE_TYPE = {"float32": "f32", "mixed_float16": "f16", "mixed_bfloat16": "bf16"}  # how HLO spells it
 # The compiled step's loss and logits against the CPU path's, relative (logits: to the largest one).
 TOLERANCE = {"float32": 1e-5, "mixed_float16": 2e-3, "mixed_bfloat16": 2e-2}
 
@@ -153,9 +154,8 @@ def test_xla_compiles_every_grouped_conv_to_one_native_grouped_convolution(on_ac
         # kernel gradient as one convolution with batch_group_count=C.
         forward_and_input_gradient, kernel_gradient = _convolutions(train_hlo, CARDINALITY)
         assert forward_and_input_gradient == 2 * grouped and kernel_gradient == grouped
-        compute = "float32" if precision == "float32" else precision.split("_")[1]
-        assert re.search(rf"\b{dict(float32='f32', float16='f16', bfloat16='bf16')[compute]}\[[^\]]*\]"
-                         rf"[^=]*convolution\([^\n]*feature_group_count={CARDINALITY}", infer_hlo)
+        assert re.search(rf"\b{HLO_COMPUTE_TYPE[precision]}\[[^\]]*\][^=]*convolution\([^\n]*"
+                         rf"feature_group_count={CARDINALITY}", infer_hlo)  # in the policy's compute dtype
     finally:
         keras.config.set_dtype_policy("float32")
     # The same step on this CPU's own path (what the parity tests prove), from the same weights.
