@@ -407,7 +407,7 @@ def main(argv=None):
     with warnings.catch_warnings():  # the API's callers keep Python's warnings; the command speaks to people
         warnings.showwarning = _show_warning
         try:
-            return args.func(args)
+            return args.func(args) or 0  # the exit status, for scripts that call main()
         except ValueError as e:  # bad input: say what was wrong, without a traceback; exit 2 as argparse does
             print(f"keras-resnext {args.command}: {_one_line(e)}", file=sys.stderr)
             return 2

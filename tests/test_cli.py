@@ -80,9 +80,9 @@ def test_summary_takes_every_model_name_train_takes(capsys):
     import keras_resnext as kr
     from keras_resnext import cli as command_line
 
-    assert command_line.main(["summary", "default"]) is None
+    assert command_line.main(["summary", "default"]) == 0
     assert capsys.readouterr().out.startswith("resnext11_8x4d  input 224x224x3")
-    assert command_line.main(["summary", "1,1,1,1:8:4", "--input-size", "64"]) is None
+    assert command_line.main(["summary", "1,1,1,1:8:4", "--input-size", "64"]) == 0
     total = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("total")).split()
     with shapes_only():
         params = kr.ResNeXt((1, 1, 1, 1), 8, 4, input_shape=(64, 64, 3)).count_params()
