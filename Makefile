@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-tf test-jax bench clean
+.PHONY: demo test test-tf test-jax bench docs docs-serve api-check clean
 
 # uv resolves the same packages as pip and installs them in parallel: 33 s instead of two minutes
 # on the 2-core CI machine. --compile-bytecode writes the .pyc files as pip does: where
@@ -36,8 +36,27 @@ test-tf: $(STAMP)
 test-jax: $(STAMP)
 	KERAS_BACKEND=jax $(PYTEST) -m portable
 
+# The site, from docs/ and the docstrings: --strict makes a broken link or an unresolved
+# reference an error.
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP)
+	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -e '.[test,docs]' \
+		|| $(PY) -m pip install --quiet -e '.[test,docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(VENV)/bin/mkdocs build --strict
+
+docs-serve: $(DOCS_STAMP)
+	$(VENV)/bin/mkdocs serve
+
+# The public API against the last release tag (griffe): a removal or a changed signature fails
+# unless CHANGELOG.md names it under "Breaking".
+api-check: $(STAMP)
+	$(PY) .ci/api_changes.py
+
 bench: $(STAMP)
 	$(PY) benchmarks/speed.py --onnx
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache

@@ -49,9 +49,8 @@ def ResNeXt(
         bottleneck_width: d, the width of one group in the first stage (4 in 32x4d).
         stem: `"imagenet"` (7x7/2 conv and 3x3/2 max pool, stages strided
             1, 2, 2, ...) or `"cifar"` (3x3 conv, no pool, for 32x32 inputs).
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-            classifier_activation, name: as in `keras.applications.ResNet50`.
-            `weights` is `None`, `"imagenet"` (for a configuration that has
+        include_top, weights, input_tensor, input_shape, pooling, classes, classifier_activation, name: as in
+            `keras.applications.ResNet50`. `weights` is `None`, `"imagenet"` (for a configuration that has
             pretrained weights), a tag of `keras_resnext.weights.list_weights()`,
             or a path to a Keras `.weights.h5` file or a torchvision/timm
             checkpoint (`.safetensors`, `.pth`, `.bin`). With pretrained weights

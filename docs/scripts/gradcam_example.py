@@ -1,4 +1,4 @@
-"""Makes docs/gradcam_example.png, the README's Grad-CAM picture: `python docs/gradcam_example.py`.
+"""Makes docs/images/gradcam_example.png, the Grad-CAM guide's picture: `python docs/scripts/gradcam_example.py`.
 
 A small ResNeXt learns, in about 15 s on 2 CPU cores, that the colour of a 6x6 patch at a random
 place decides the class; Grad-CAM at P2 (stride 4) then shows where it looked, for four test images.
@@ -11,7 +11,7 @@ import keras_resnext as kr  # first: oneDNN on before TensorFlow loads
 import keras
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests"))
 from test_explain import patch_images  # noqa: E402 - the test's own synthetic images
 
 from keras_resnext import explain, files  # noqa: E402
@@ -41,7 +41,7 @@ def main():
     for ax in axes.ravel():
         ax.axis("off")
     fig.tight_layout()
-    with files.atomic_path(os.path.join(os.path.dirname(__file__), "gradcam_example.png")) as tmp:
+    with files.atomic_path(os.path.join(os.path.dirname(__file__), "..", "images", "gradcam_example.png")) as tmp:
         fig.savefig(tmp, dpi=60, format="png")
 
 

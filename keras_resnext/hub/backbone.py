@@ -38,8 +38,8 @@ class ResNeXtBackbone(FeaturePyramidBackbone):
     """ResNeXt as a keras-hub backbone: the stem and stages, `pyramid_outputs` "P1".."P5".
 
     Args:
-        depths, cardinality, bottleneck_width, stem, output_stride, block_form,
-            conv_implementation, norm: as in `keras_resnext.ResNeXt`.
+        depths, cardinality, bottleneck_width, stem, output_stride, block_form, conv_implementation, norm: as
+            in `keras_resnext.ResNeXt`.
         image_shape: the input shape, `(None, None, 3)` for any size.
         dtype: the dtype policy of the layers (keras-hub's convention).
     """

@@ -1,0 +1,51 @@
+"""Makes the site's pictures in docs/images/ from real runs: `python docs/scripts/make_pictures.py`.
+
+- curves.png, confusion_matrix.png: the main job (`keras-resnext train`, ~1 min on 2 cores), as
+  its run folder has them;
+- accuracy_vs_cardinality.png: the recorded search of tuning/results/digits_20m, drawn again;
+- gradcam_example.png: docs/scripts/gradcam_example.py (a model trained for it, ~15 s).
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import keras_resnext  # noqa: F401 - first: oneDNN on before TensorFlow loads
+
+from keras_resnext import files, jobs, plots
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+IMAGES = os.path.join(REPO, "docs", "images")
+
+
+def main_job_pictures():
+    with tempfile.TemporaryDirectory() as scratch:
+        run = os.path.join(scratch, "run")
+        jobs.train(output=run, verbose=0)
+        for name in ("curves.png", "confusion_matrix.png"):
+            with files.atomic_path(os.path.join(IMAGES, name)) as tmp:
+                shutil.copyfile(os.path.join(run, name), tmp)
+
+
+def search_picture():
+    with open(os.path.join(REPO, "tuning", "results", "digits_20m", "summary.json")) as f:
+        summary = json.load(f)
+    plots.accuracy_vs_cardinality(summary["trials"], summary["budget_macs"],
+                                  os.path.join(IMAGES, "accuracy_vs_cardinality.png"))
+
+
+def main():
+    os.makedirs(IMAGES, exist_ok=True)
+    main_job_pictures()
+    search_picture()
+    sys.path.insert(0, HERE)
+    import gradcam_example
+
+    gradcam_example.main()
+
+
+if __name__ == "__main__":
+    main()
