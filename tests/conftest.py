@@ -52,7 +52,14 @@ def pytest_collection_modifyitems(config, items):
     # The slow tests first: with two workers (make test hands them out one at a time, in this order)
     # the long ones start early and the short ones fill the gaps, instead of one worker finishing a
     # kill chain alone at the end.
-    items.sort(key=lambda item: "slow" not in item.keywords)
+    # One test that needs the main job goes first of all, so the first worker trains it (~90 s) while
+    # the other starts the slow tests that do not need it; its other users come later and find it
+    # trained, instead of one worker idling at the job's lock while the other trains it.
+    def uses_main_job(item):
+        return "main_job" in getattr(item, "fixturenames", ())
+
+    first_user = next((item for item in items if uses_main_job(item)), None)
+    items.sort(key=lambda item: (item is not first_user, "slow" not in item.keywords, uses_main_job(item)))
     # Under another backend (make test-jax) only tests marked `portable` run.
     if keras.backend.backend() != "tensorflow":
         for item in items:
