@@ -2,7 +2,7 @@
 
 Paths: Keras float32 (the reference), Keras bfloat16 (`inference_model`), ONNX
 float32 and static int8 (onnxruntime), LiteRT float32, dynamic-range and int8, and
-`inference_model(model, "int8", ...)`, the int8 predictor.
+`inference_model(model, "int8", ...)`, the int8 predictor on each engine (LiteRT, OpenVINO).
 The int8 paths calibrate on 128 training images; accuracy is on the test split.
 
     python benchmarks/deploy_accuracy.py RUN/model.keras [--dataset digits]
@@ -68,8 +68,10 @@ def path_outputs(model, x, calibration, folder):
         path = os.path.join(folder, f"model-{quantize}.tflite")
         export.to_litert(model, path, quantize=quantize, representative_data=calibration)
         outputs[f"litert {quantize or 'float32'}"] = litert_outputs(path, x)
-    # The same LiteRT int8 behind Keras' predict, in one call (calibration holds a fifth out to check itself).
-    outputs["int8 predictor"] = kr.inference_model(model, "int8", calibration_data=calibration).predict(x, verbose=0)
+    # int8 behind Keras' predict, in one call, on each engine (calibration holds a fifth out to check itself).
+    for engine in ("litert", "openvino"):
+        predictor = kr.inference_model(model, "int8", calibration_data=calibration, engine=engine)
+        outputs[f"int8 predictor ({engine})"] = predictor.predict(x, verbose=0)
     return outputs
 
 
@@ -100,9 +102,9 @@ def measure_run(model_path, dataset="digits"):
 
 def print_rows(title, rows):
     print(f"\n{title}")
-    print(f"{'path':16s} {'accuracy':>9s} {'float32':>8s} {'agreement':>10s} {'max |diff|':>11s}")
+    print(f"{'path':25s} {'accuracy':>9s} {'float32':>8s} {'agreement':>10s} {'max |diff|':>11s}")
     for r in rows:
-        print(f"{r['path']:16s} {r['accuracy']:9.4f} {r['float32_accuracy']:8.4f} {r['agreement']:10.4f} "
+        print(f"{r['path']:25s} {r['accuracy']:9.4f} {r['float32_accuracy']:8.4f} {r['agreement']:10.4f} "
               f"{r['max_abs_diff']:11.2e}")
 
 

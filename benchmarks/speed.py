@@ -7,7 +7,8 @@ same ResNeXt50 exported by `keras_resnext.export.to_onnx` in onnxruntime. With
 --deploy, the deployment rows (inference only): both models as
 `kr.inference_model(..., "bfloat16")`, ResNeXt50 in onnxruntime in float32 and
 static int8, in LiteRT (XNNPACK) in float32 and int8, and `kr.inference_model(...,
-"int8")`, the int8 predictor (LiteRT int8 on every core). It prints whether the
+"int8")`, the int8 predictor on each engine installed (LiteRT; OpenVINO, beside OpenVINO
+running the same int8 ONNX file on its own). It prints whether the
 CPU has native bfloat16: without it bfloat16 is emulated, and slow. A row without the
 NaN check (PropagateNonFinite, before the head) shows what checking the input costs.
 It starts with `kr.devices.report()`: versions, CPU features, oneDNN and the
@@ -95,11 +96,15 @@ def deploy_rows(resnet, resnext, calibration):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # bfloat16 (int8) on a CPU without it says it is slow; we measure how slow
         resnet_bf16, resnext_bf16 = kr.inference_model(resnet, "bfloat16"), kr.inference_model(resnext, "bfloat16")
-        # What a user gets in one call: int8 LiteRT on every core, the NaN guard checked outside the graph.
-        predictor = kr.inference_model(resnext, "int8", calibration_data=calibration)
+        # What a user gets in one call, on each engine: every core, the NaN guard checked outside the graph.
+        predictors = {engine: kr.inference_model(resnext, "int8", calibration_data=calibration, engine=engine)
+                      for engine in int8_engines()}
     path = os.path.join(tempfile.mkdtemp(), "resnext50-int8.onnx")
     to_onnx(resnext, path, quantize="int8", calibration_data=calibration)
     int8 = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    engines = {f"ResNeXt50 int8 predictor ({engine})": (p, 0, None, macs) for engine, p in predictors.items()}
+    if "openvino" in predictors:
+        engines["ResNeXt50 OpenVINO int8 (same ONNX)"] = (openvino_runner(path), 0, None, macs)
     # The same layers and weights without PropagateNonFinite (before the head): what the NaN check costs.
     trunk = resnext.get_layer(NONFINITE_GUARD).input[0]
     head = resnext.get_layer(CLASSIFIER)(resnext.get_layer("avg_pool")(trunk))
@@ -112,8 +117,26 @@ def deploy_rows(resnet, resnext, calibration):
         "ResNeXt50 onnxruntime int8 (QDQ)": (lambda x: int8.run(None, {"images": x}), 0, None, macs),
         "ResNeXt50 LiteRT float32": (litert_runner(resnext, None, None), 0, None, macs),
         "ResNeXt50 LiteRT int8": (litert_runner(resnext, "int8", calibration), 0, None, macs),
-        "ResNeXt50 int8 predictor": (predictor, 0, None, macs),
+        **engines,
     }
+
+
+def int8_engines():
+    """The int8 engines installed here: LiteRT always (a test dependency), OpenVINO where it is installed."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return ("litert",)
+    return ("litert", "openvino")
+
+
+def openvino_runner(path):
+    """OpenVINO on its own: the ONNX file compiled by its CPU plugin with its defaults, one request per batch."""
+    import openvino
+
+    compiled = openvino.Core().compile_model(path, "CPU")
+    request = compiled.create_infer_request()
+    return lambda x: request.infer([x])
 
 
 def main(argv=None):

@@ -11,7 +11,9 @@ import os
 import sys
 import warnings
 
-from keras_resnext.config import DATASETS, INFERENCE_PRECISIONS, OPTIMIZERS, OUTPUT_STRIDES, STEMS, STRATEGIES, TUNERS
+from keras_resnext.config import (
+    DATASETS, INFERENCE_PRECISIONS, INT8_ENGINES, OPTIMIZERS, OUTPUT_STRIDES, STEMS, STRATEGIES, TUNERS,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -107,7 +109,7 @@ def cmd_evaluate(args):
 
     result = jobs.evaluate(args.model_file, dataset=args.dataset, data_dir=args.data_dir, download=args.download,
                            precision=args.precision, calibration=args.calibration,
-                           calibration_images=args.calibration_images)
+                           calibration_images=args.calibration_images, int8_engine=args.int8_engine)
     print(json.dumps(result, indent=2))
 
 
@@ -118,7 +120,8 @@ def cmd_predict(args):
         raise ValueError("give --model-file RUN/model.keras, or --model NAME [--weights TAG].")
     results = jobs.predict(args.images, model_path=args.model_file, model=args.model, weights=args.weights,
                            top=args.top, show_progress=True, precision=args.precision, explain_dir=args.explain,
-                           calibration=args.calibration, calibration_images=args.calibration_images)
+                           calibration=args.calibration, calibration_images=args.calibration_images,
+                           int8_engine=args.int8_engine)
     csv_path = args.csv or ("predictions.csv" if any(os.path.isdir(p) for p in args.images) else None)
     if csv_path:
         jobs.write_predictions_csv(csv_path, results)
@@ -302,7 +305,10 @@ def _evaluate_parser(sub):
 def _add_precision_argument(p):
     p.add_argument("--precision", default="float32", choices=INFERENCE_PRECISIONS,
                    help="inference precision; auto: bfloat16 on a CPU with native bf16, float16 on a GPU; "
-                        "int8: LiteRT's int8 kernels, calibrated on the run's training data")
+                        "int8: the CPU's fastest int8 engine, calibrated on the run's training data")
+    p.add_argument("--int8-engine", default="auto", choices=INT8_ENGINES,
+                   help="with --precision int8: auto (the fastest measured on this kind of CPU; keras-resnext info "
+                        "says which), litert or openvino")
     _add_calibration_arguments(p, "with --precision int8: a data set to calibrate on (default: the run's own)", 512)
 
 

@@ -52,6 +52,7 @@ STEM_GEOMETRY = {
 
 # What `inference_model` and the CLI's --precision accept ("auto": the fastest here).
 INFERENCE_PRECISIONS = ("auto", "float32", "bfloat16", "float16", "int8")  # "auto" never picks int8
+INT8_ENGINES = ("auto", "litert", "openvino")  # "auto": devices.fastest_int8_engine()
 
 # The names of the layers other modules look up (weights conversion, fine-tuning, export).
 STEM_CONV = "stem_conv"

@@ -13,6 +13,8 @@ from keras_resnext import startup
 INT8_DOT_PRODUCT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 # With these CPU features TensorFlow 2.21 turns oneDNN on by itself (AVX-512 VNNI/BF16, AMX).
 TF_ONEDNN_DEFAULT_FLAGS = frozenset({"avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile"})
+# Linux gives a process AMX's tile registers only once it asks (arch_prctl, kernel 5.16 and later).
+_ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA, _SYS_ARCH_PRCTL = 0x1023, 18, 158
 
 
 def tf_gpus():
@@ -70,6 +72,42 @@ def cpu_has_native_bf16():
 def cpu_has_int8_dot_products():
     """True when the CPU multiplies int8 in one instruction (VNNI or AMX), which int8 inference needs to pay off."""
     return bool(cpu_flags() & INT8_DOT_PRODUCT_FLAGS)
+
+
+@functools.cache
+def amx_usable():
+    """`(usable, why)`: whether this process can run AMX instructions (the CPU has them and Linux grants them)."""
+    if "amx_tile" not in cpu_flags():
+        return False, "the CPU has no AMX"
+    import ctypes
+
+    try:  # what oneDNN does before its first AMX kernel; granting it twice is harmless
+        libc = ctypes.CDLL(None, use_errno=True)
+        granted = libc.syscall(_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA) == 0
+    except (OSError, AttributeError):
+        return False, "the kernel's permission could not be asked"
+    return (True, "yes") if granted else (False, "the CPU has it, but the kernel refuses it (Linux 5.16+ needed)")
+
+
+def fastest_int8_engine():
+    """`(engine, why)`: the int8 engine `Int8Predictor(engine="auto")` uses on this CPU.
+
+    A CPU-feature rule from BENCHMARKS.md's figures (ResNeXt50, batch 16), not a timed probe,
+    which would cost seconds per predictor and flip with the machine's load: LiteRT on an
+    AVX-512 VNNI CPU without AMX (XNNPACK was fastest there, 3.0x ResNet50 fp32, OpenVINO no
+    faster than onnxruntime); OpenVINO elsewhere: with AMX its oneDNN kernels use it (1.6x
+    LiteRT's on an Intel Xeon), and on AVX2 it ran 1.8x LiteRT's. AVX-VNNI CPUs (Intel
+    client) are unmeasured and follow AVX2.
+    """
+    amx = amx_usable()[0]
+    if "avx512_vnni" in cpu_flags() and not amx:
+        return "litert", "AVX-512 VNNI without AMX: LiteRT's XNNPACK measured fastest"
+    why = "AMX: OpenVINO's oneDNN int8 kernels use it" if amx else "no VNNI: OpenVINO measured 1.8x LiteRT"
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return "litert", f"{why}, but OpenVINO is not installed (pip install 'keras-resnext[openvino]')"
+    return "openvino", why
 
 
 @functools.cache
@@ -198,7 +236,8 @@ def facts():
                                                 "amx_bf16", "amx_int8") if f in flags) or "none read"),
         ("native bfloat16", "yes" if cpu_has_native_bf16() else "no (emulated, slow)"),
         ("int8 dot products (VNNI)", "yes" if flags & INT8_DOT_PRODUCT_FLAGS else "no"),
-        ("AMX", "yes" if flags & {"amx_bf16", "amx_int8", "amx_tile"} else "no"),
+        ("AMX", amx_usable()[1] if "amx_tile" in flags else "no"),
+        ("int8 engine 'auto'", "{} ({})".format(*fastest_int8_engine())),
         ("oneDNN (TensorFlow)", _onednn_line()),
     ]
     for dtype in ("float32", "bfloat16"):

@@ -24,8 +24,7 @@ from keras_resnext.config import CLASSIFIER, INFERENCE_PRECISIONS, check_choice
 
 def resolve_precision(precision="auto"):
     """The precision `"auto"` stands for here: bfloat16 on a CPU with native bf16 or a TPU, float16 on a GPU,
-    else float32. Asking for bfloat16 on a CPU without native bf16, or int8 on one without VNNI, works,
-    with a warning that it is slow."""
+    else float32. Asking for bfloat16 on a CPU without native bf16 works, with a warning that it is slow."""
     check_choice("precision", precision, INFERENCE_PRECISIONS)
     accelerator = devices.accelerator()
     if precision == "auto":
@@ -35,13 +34,10 @@ def resolve_precision(precision="auto"):
     if precision == "bfloat16" and accelerator is None and not devices.cpu_has_native_bf16():
         warnings.warn("This CPU has no native bfloat16 (AVX512-BF16 or AMX): bfloat16 inference is emulated "
                       "and slower than float32 here.", stacklevel=3)
-    if precision == "int8" and not devices.cpu_has_int8_dot_products():  # LiteRT runs on the CPU
-        warnings.warn("This CPU has no int8 dot products (VNNI or AMX): int8 inference is no faster than "
-                      "float32 here (BENCHMARKS.md).", stacklevel=3)
     return precision
 
 
-def inference_model(model, precision="auto", calibration_data=None):
+def inference_model(model, precision="auto", calibration_data=None, engine="auto"):
     """A new functional model with `model`'s weights that computes in `precision`; its classifier in float32.
 
     Args:
@@ -51,6 +47,8 @@ def inference_model(model, precision="auto", calibration_data=None):
         calibration_data: with `"int8"` only, images preprocessed as the model's input (an
             array `(N, H, W, C)`, an iterable of batches or a dataset of `(images, labels)`):
             a few hundred training images.
+        engine: with `"int8"` only, the int8 engine: `"auto"` (the fastest measured on this
+            kind of CPU), `"litert"` or `"openvino"`; see `keras_resnext.int8.Int8Predictor`.
 
     Returns:
         The copy (inference only: its BatchNorms use their moving statistics, as in `predict`);
@@ -62,9 +60,11 @@ def inference_model(model, precision="auto", calibration_data=None):
             raise ValueError("inference_model(precision='int8') needs calibration_data: a few hundred images "
                              "preprocessed as the model's input, e.g. from its training set (an array "
                              "(N, H, W, C), an iterable of batches or a dataset of (images, labels)).")
-        return int8.Int8Predictor(model, calibration_data)
+        return int8.Int8Predictor(model, calibration_data, engine=engine)
     if calibration_data is not None:
         raise ValueError(f"calibration_data is for precision='int8' only; precision is {precision!r}.")
+    if engine != "auto":
+        raise ValueError(f"engine is for precision='int8' only; precision is {precision!r}.")
     config = model.get_config() if hasattr(model, "get_config") else {}
     if "layers" not in config:
         raise ValueError(f"inference_model needs a functional model (as keras_resnext builds); got {type(model).__name__}.")

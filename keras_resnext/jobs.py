@@ -334,7 +334,7 @@ def load_run_model(path):
 
 
 def evaluate(model_path, dataset="digits", batch_size=128, data_dir=None, download=False, precision="float32",
-             calibration=None, calibration_images=512):
+             calibration=None, calibration_images=512, int8_engine="auto"):
     """Test accuracy, loss and per-class results of a saved model on a data set's test split.
 
     An image folder is split as the run that trained the model split it (its
@@ -342,10 +342,12 @@ def evaluate(model_path, dataset="digits", batch_size=128, data_dir=None, downlo
     beside the model as `confusion_matrix_<dataset>.png`. `precision` is as
     in `keras_resnext.inference_model`; `"int8"` calibrates on `calibration_images`
     training images of `calibration` (default: the data set the run trained on)
-    and reports float32's accuracy and the top-1 agreement beside its own.
+    and reports float32's accuracy and the top-1 agreement beside its own, and the engine
+    that ran it (`int8_engine`, as `engine` in `keras_resnext.inference_model`).
     """
     model, metrics = load_run_model(model_path)
-    net = at_precision(model, precision, calibration, metrics, calibration_images, data_dir=data_dir)
+    net = at_precision(model, precision, calibration, metrics, calibration_images, data_dir=data_dir,
+                       int8_engine=int8_engine)
     size = model.inputs[0].shape[1]
     split = metrics.get("data") or {}
     ds, info = data.load_dataset(dataset, eval_split(dataset), batch_size=batch_size, data_dir=data_dir,
@@ -377,10 +379,11 @@ def _int8_accuracy(model, predictor, truth, reference, outputs):
             "test_loss": float(np.mean(keras.ops.convert_to_numpy(loss))),
             "float32_test_accuracy": float(np.mean(reference.argmax(-1) == truth)),
             "top1_agreement": int8.top1_agreement(reference, outputs),
-            "calibration_agreement": predictor.agreement}
+            "calibration_agreement": predictor.agreement, "int8_engine": predictor.engine}
 
 
-def at_precision(net, precision, calibration=None, run_metrics=None, calibration_images=512, data_dir=None):
+def at_precision(net, precision, calibration=None, run_metrics=None, calibration_images=512, data_dir=None,
+                 int8_engine="auto"):
     """`net` for inference at `precision`; int8 calibrates on `calibration` or the data set the run trained on."""
     if precision == "float32":
         return net
@@ -393,7 +396,7 @@ def at_precision(net, precision, calibration=None, run_metrics=None, calibration
                          "this model has no run folder that records its training data.")
     split = (run_metrics.get("data") or {}) if source == run_metrics.get("dataset") else {}
     batches = calibration_data(source, net, calibration_images, split, data_dir=data_dir)
-    return inference_model(net, "int8", calibration_data=batches)
+    return inference_model(net, "int8", calibration_data=batches, engine=int8_engine)
 
 
 def calibration_data(dataset, model, images, split=None, data_dir=None):
@@ -409,7 +412,7 @@ def calibration_data(dataset, model, images, split=None, data_dir=None):
 
 
 def predict(paths, model_path=None, model=None, weights="imagenet", top=5, show_progress=False, precision="float32",
-            explain_dir=None, calibration=None, calibration_images=512):
+            explain_dir=None, calibration=None, calibration_images=512, int8_engine="auto"):
     """Top-k `(class name, probability)` per image path; an unreadable file gets an error string.
 
     A folder among `paths` stands for every image file under it (sorted). With
@@ -424,7 +427,7 @@ def predict(paths, model_path=None, model=None, weights="imagenet", top=5, show_
     import tensorflow as tf
 
     float_net, size, mean, std, names, run_metrics = _predictor(model_path, model, weights)
-    net = at_precision(float_net, precision, calibration, run_metrics, calibration_images)
+    net = at_precision(float_net, precision, calibration, run_metrics, calibration_images, int8_engine=int8_engine)
     probabilities = models.outputs_probabilities(float_net)
     paths = expand_image_paths(paths)
     if not paths:

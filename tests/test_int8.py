@@ -1,6 +1,7 @@
 """int8 inference behind `predict`: `kr.inference_model(model, "int8", calibration_data=...)` and the CLI's `--precision int8`."""
 
 import json
+import sys
 import warnings
 
 import keras
@@ -25,9 +26,11 @@ def digits_run(main_job):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         predictor = kr.inference_model(model, "int8", calibration_data=jobs.calibration_data("digits", model, 512))
-    # Calibrated on its own training data, int8 agrees: no agreement warning (a CPU without VNNI gets its own).
+    # Calibrated on its own training data, int8 agrees: no agreement warning. LiteRT on a CPU without VNNI
+    # gets its own, which names the faster engine.
     assert not [w for w in caught if "agrees with float32" in str(w.message)]
-    assert len(caught) == (0 if devices.cpu_has_int8_dot_products() else 1)
+    slow_engine = predictor.engine == "litert" and not devices.cpu_has_int8_dot_products()
+    assert len([w for w in caught if w.category is UserWarning]) == int(slow_engine)  # not tf2onnx's FutureWarning
     return model, x, y, predictor
 
 
@@ -42,6 +45,63 @@ def test_int8_keeps_the_main_jobs_accuracy_and_agrees_with_float32(digits_run):
     assert np.mean(outputs.argmax(1) == reference.argmax(1)) >= 0.985
     assert predictor.agreement >= int8.MIN_AGREEMENT  # measured on the 102 held-out calibration images
     assert predictor.name == f"{model.name}_int8" and not isinstance(predictor, keras.Model)
+
+
+def test_the_other_engine_keeps_the_main_jobs_accuracy_and_nan_in_gives_nan_out(digits_run):
+    """The fixture's predictor runs on the engine "auto" picks here; this one on the other, so both are tested."""
+    model, x, y, chosen = digits_run
+    assert chosen.engine == devices.fastest_int8_engine()[0]
+    other = "litert" if chosen.engine == "openvino" else "openvino"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # LiteRT's notice on a CPU without VNNI
+        predictor = kr.inference_model(model, "int8", calibration_data=jobs.calibration_data("digits", model, 512),
+                                       engine=other)
+    assert predictor.engine == other
+    assert repr(predictor).startswith(f"<Int8Predictor '{model.name}_int8', engine='{other}', agreement=")
+    reference, outputs = model.predict(x, verbose=0), predictor.predict(x, verbose=0)
+    assert outputs.shape == reference.shape and outputs.dtype == np.float32
+    assert np.mean(outputs.argmax(1) == y) >= np.mean(reference.argmax(1) == y) - 0.01
+    assert np.mean(outputs.argmax(1) == reference.argmax(1)) >= 0.985
+    assert predictor.agreement >= int8.MIN_AGREEMENT
+    np.testing.assert_array_equal(predictor.predict(x[:50], batch_size=7, verbose=0), outputs[:50])  # any batch
+    broken = x[:3].copy()
+    broken[1, 0, 0, 1] = np.nan
+    assert np.isnan(predictor(broken)[1]).all() and np.isfinite(predictor(broken)[[0, 2]]).all()
+
+
+def test_auto_takes_the_engine_measured_fastest_on_each_cpu_kind(monkeypatch):
+    kinds = {  # CPU flags, AMX usable: the engine BENCHMARKS.md shows fastest there
+        "Intel Xeon with AMX": ({"avx2", "avx512_vnni", "amx_tile", "amx_int8"}, True, "openvino"),
+        "AMD EPYC with AVX-512 VNNI": ({"avx2", "avx512f", "avx512_vnni"}, False, "litert"),
+        "AMD EPYC with AVX2 only": ({"avx2", "fma"}, False, "openvino"),
+    }
+    for kind, (flags, amx, fastest) in kinds.items():
+        monkeypatch.setattr(devices, "cpu_flags", lambda flags=flags: flags)
+        monkeypatch.setattr(devices, "amx_usable", lambda amx=amx: (amx, "yes" if amx else "no"))
+        assert devices.fastest_int8_engine()[0] == fastest, kind
+        with monkeypatch.context() as without:
+            without.setitem(sys.modules, "openvino", None)  # not installed: import fails
+            engine, why = devices.fastest_int8_engine()
+            assert engine == "litert", kind
+            assert fastest == "litert" or "pip install 'keras-resnext[openvino]'" in why
+    assert any(name == "int8 engine 'auto'" and value.startswith("openvino (") for name, value in devices.facts())
+
+
+def test_without_openvino_the_openvino_engine_is_one_clear_error_and_auto_still_works(monkeypatch):
+    monkeypatch.setattr(devices, "cpu_has_int8_dot_products", lambda: True)
+    monkeypatch.setattr(devices, "amx_usable", lambda: (True, "yes"))
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    model = kr.ResNeXt(**TINY, classes=10, input_shape=(32, 32, 3))
+    images = np.random.default_rng(0).uniform(-1, 1, (10, 32, 32, 3)).astype("float32")
+    with pytest.raises(ValueError, match=r"engine='openvino' needs OpenVINO: pip install 'keras-resnext\[openvino\]'"):
+        kr.inference_model(model, "int8", calibration_data=images, engine="openvino")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the agreement of an untrained model
+        assert kr.inference_model(model, "int8", calibration_data=images).engine == "litert"
+    with pytest.raises(ValueError, match="engine"):
+        kr.inference_model(model, "int8", calibration_data=images, engine="tensorrt")
+    with pytest.raises(ValueError, match="engine is for precision='int8' only"):
+        kr.inference_model(model, "float32", engine="litert")
 
 
 def test_predict_takes_arrays_datasets_and_any_batch_size_with_the_same_outputs(digits_run, capsys):
@@ -80,14 +140,19 @@ def test_low_agreement_warns_in_one_line_with_the_figure(monkeypatch):
     assert 0 <= predictor.agreement <= 1
 
 
-def test_a_cpu_without_int8_dot_products_is_told_int8_is_no_faster_there(monkeypatch):
+def test_litert_on_a_cpu_without_int8_dot_products_names_the_faster_engine(monkeypatch):
+    model = kr.ResNeXt(**TINY, classes=10, input_shape=(32, 32, 3))
+    images = np.random.default_rng(0).uniform(-1, 1, (10, 32, 32, 3)).astype("float32")
+    monkeypatch.setattr(int8, "MIN_AGREEMENT", 0)  # an untrained model's agreement is not this test's
     monkeypatch.setattr(devices, "cpu_has_int8_dot_products", lambda: False)
-    with pytest.warns(UserWarning, match=r"no int8 dot products \(VNNI or AMX\): int8 inference is no faster"):
-        assert kr.inference.resolve_precision("int8") == "int8"
+    with pytest.warns(UserWarning, match=r"no int8 dot products \(VNNI or AMX\), where LiteRT's int8 is little "
+                                         r"faster .* use engine='openvino'"):
+        kr.inference_model(model, "int8", calibration_data=images, engine="litert")
     monkeypatch.setattr(devices, "cpu_has_int8_dot_products", lambda: True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert kr.inference.resolve_precision("int8") == "int8"
+        kr.inference_model(model, "int8", calibration_data=images, engine="litert")
 
 
 def test_bad_int8_requests_say_what_to_pass(monkeypatch):
@@ -116,7 +181,7 @@ def test_the_cli_evaluates_and_predicts_in_int8_calibrating_on_the_runs_training
     result = cli("evaluate", str(main_job / "model.keras"), "--precision", "int8")
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout[result.stdout.index("{"):])
-    assert report["precision"] == "int8"
+    assert report["precision"] == "int8" and report["int8_engine"] == devices.fastest_int8_engine()[0]
     assert report["test_accuracy"] >= report["float32_test_accuracy"] - 0.01
     assert report["top1_agreement"] >= 0.985 and report["calibration_agreement"] >= 0.99
 
