@@ -23,11 +23,12 @@ demo: $(STAMP)
 
 test: test-tf test-jax
 
-# Two workers (pytest-xdist): much of a test's time is single-threaded Python (building graphs,
-# starting processes), so two cores run two tests side by side. Tests go out one at a time in
-# collection order, slow ones first (tests/conftest.py), so the long ones start early on both
-# workers; worksteal's first split gave them all to one. The main job is trained once for both.
-PYTEST := $(PY) -m pytest -q -n 2 --dist load --maxschedchunk 1 --durations=15
+# Three workers (pytest-xdist) on the 2-core CI machine: much of a test's time is single-threaded
+# Python (building graphs, starting processes), so with two workers the cores were 88% busy; a third
+# fills the gaps (the whole .ci/run 35:20 -> 32:33 there, memory at most 9.7 GiB of 24). Tests go
+# out one at a time in collection order, slow ones first (tests/conftest.py), so the long ones start
+# early on every worker; worksteal's first split gave them all to one. The main job is trained once.
+PYTEST := $(PY) -m pytest -q -n 3 --dist load --maxschedchunk 1 --durations=15
 
 test-tf: $(STAMP)
 	$(PYTEST)
