@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _throwaway_folder("KERAS_RESNEXT_CACHE", "keras-resnext-cache-")
 if os.environ.get("KERAS_BACKEND") == "jax":  # TensorFlow runs without XLA on CPUs
     # Compiling each new model, shape and eager op with XLA is most of a JAX test's time, and most
-    # tests build the same few models: one persistent compilation cache for the run (both workers)
+    # tests build the same few models: one persistent compilation cache for the run (every worker)
     # makes every graph after the first a load. Every entry is kept, however small or quick to compile.
     _throwaway_folder("JAX_COMPILATION_CACHE_DIR", "keras-resnext-jax-cache-")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
@@ -49,7 +49,7 @@ from keras_resnext.weights import registry  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
-    # The slow tests first: with two workers (make test hands them out one at a time, in this order)
+    # The slow tests first: with several workers (make test hands them out one at a time, in this order)
     # the long ones start early and the short ones fill the gaps, instead of one worker finishing a
     # kill chain alone at the end.
     # One test that needs the main job goes first of all, so the first worker trains it (~90 s) while
