@@ -16,6 +16,7 @@ import sys
 
 import griffe
 
+
 def last_release_tag(repo):
     result = subprocess.run(["git", "-C", repo, "describe", "--tags", "--abbrev=0", "--match", "v[0-9]*"],
                             capture_output=True, text=True)

@@ -22,7 +22,7 @@ import keras_resnext as kr  # noqa: E402 - before Keras: it turns oneDNN on wher
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_resnext import data, export  # noqa: E402
+from keras_resnext import data, devices, export  # noqa: E402
 
 
 def split_arrays(dataset, split, image_size, limit=None):
@@ -69,7 +69,7 @@ def path_outputs(model, x, calibration, folder):
         export.to_litert(model, path, quantize=quantize, representative_data=calibration)
         outputs[f"litert {quantize or 'float32'}"] = litert_outputs(path, x)
     # int8 behind Keras' predict, in one call, on each engine (calibration holds a fifth out to check itself).
-    for engine in ("litert", "openvino"):
+    for engine in (("litert", "openvino") if devices.openvino_installed() else ("litert",)):
         predictor = kr.inference_model(model, "int8", calibration_data=calibration, engine=engine)
         outputs[f"int8 predictor ({engine})"] = predictor.predict(x, verbose=0)
     return outputs

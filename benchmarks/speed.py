@@ -98,7 +98,7 @@ def deploy_rows(resnet, resnext, calibration):
         resnet_bf16, resnext_bf16 = kr.inference_model(resnet, "bfloat16"), kr.inference_model(resnext, "bfloat16")
         # What a user gets in one call, on each engine: every core, the NaN guard checked outside the graph.
         predictors = {engine: kr.inference_model(resnext, "int8", calibration_data=calibration, engine=engine)
-                      for engine in int8_engines()}
+                      for engine in (("litert", "openvino") if devices.openvino_installed() else ("litert",))}
     path = os.path.join(tempfile.mkdtemp(), "resnext50-int8.onnx")
     to_onnx(resnext, path, quantize="int8", calibration_data=calibration)
     int8 = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
@@ -119,15 +119,6 @@ def deploy_rows(resnet, resnext, calibration):
         "ResNeXt50 LiteRT int8": (litert_runner(resnext, "int8", calibration), 0, None, macs),
         **engines,
     }
-
-
-def int8_engines():
-    """The int8 engines installed here: LiteRT always (a test dependency), OpenVINO where it is installed."""
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return ("litert",)
-    return ("litert", "openvino")
 
 
 def openvino_runner(path):

@@ -89,6 +89,15 @@ def amx_usable():
     return (True, "yes") if granted else (False, "the CPU has it, but the kernel refuses it (Linux 5.16+ needed)")
 
 
+def openvino_installed():
+    """Whether OpenVINO's runtime imports here (the `[openvino]` extra)."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def fastest_int8_engine():
     """`(engine, why)`: the int8 engine `Int8Predictor(engine="auto")` uses on this CPU.
 
@@ -103,9 +112,7 @@ def fastest_int8_engine():
     if "avx512_vnni" in cpu_flags() and not amx:
         return "litert", "AVX-512 VNNI without AMX: LiteRT's XNNPACK measured fastest"
     why = "AMX: OpenVINO's oneDNN int8 kernels use it" if amx else "no VNNI: OpenVINO measured 1.8x LiteRT"
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
+    if not openvino_installed():
         return "litert", f"{why}, but OpenVINO is not installed (pip install 'keras-resnext[openvino]')"
     return "openvino", why
 
