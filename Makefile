@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-tf test-jax bench docs docs-serve api-check clean
+.PHONY: demo test test-tf test-jax bench docs docs-serve api-check api-record clean
 
 # uv resolves the same packages as pip and installs them in parallel: 33 s instead of two minutes
 # on the 2-core CI machine. --compile-bytecode writes the .pyc files as pip does: where
@@ -51,10 +51,14 @@ docs: $(DOCS_STAMP)
 docs-serve: $(DOCS_STAMP)
 	$(VENV)/bin/mkdocs serve
 
-# The public API against the last release tag (griffe): a removal or a changed signature fails
-# unless CHANGELOG.md names it under "Breaking".
+# The public API against the last release (griffe): a removal or a changed signature fails unless
+# CHANGELOG.md names it under "Breaking". The release's API is read from .ci/api/v<version>.json,
+# which api-record writes when the release is tagged: a clone without tags checks the same.
 api-check: $(STAMP)
 	$(PY) .ci/api_changes.py
+
+api-record: $(STAMP)
+	$(PY) .ci/api_changes.py --record
 
 bench: $(STAMP)
 	$(PY) benchmarks/speed.py --onnx
