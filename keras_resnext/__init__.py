@@ -4,8 +4,10 @@ from keras_resnext import startup
 
 startup.before_tensorflow()  # first: oneDNN must be settled before Keras imports TensorFlow
 
+# Every class a saved model can name (layers, the model, the optimizer and its schedules) is registered
+# here, so `keras.models.load_model` needs no other import (keras-hub's classes: `keras_resnext.hub`).
 from keras_resnext import (  # noqa: E402
-    config, devices, explain, flops, folders, grouped_conv, inference, layers, models, weights,
+    config, devices, explain, flops, folders, grouped_conv, inference, layers, models, optimizers, weights,
 )
 from keras_resnext.imagenet_utils import decode_predictions, preprocess_input  # noqa: E402
 from keras_resnext.inference import inference_model  # noqa: E402
@@ -48,6 +50,7 @@ __all__ = [
     "inference_model",
     "layers",
     "models",
+    "optimizers",
     "preprocess_input",
     "weights",
     *_LAZY_MODULES,

@@ -6,6 +6,9 @@ the gradient of every parameter. `torch.optim.SGD(params, momentum=0.9,
 nesterov=True, weight_decay=wd)` takes the same step. Keras' SGD takes another:
 its velocity accumulates `lr * g` (an lr drop acts only as the old velocity decays)
 and its weight decay is decoupled from the momentum.
+
+The schedules the recipes step with live here too. `import keras_resnext` imports this module, so a
+model saved with its optimizer loads with `keras.models.load_model` after that import alone.
 """
 
 import keras
@@ -100,3 +103,28 @@ class MultiStepDecay(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self):
         return {"initial_learning_rate": self.initial_learning_rate, "boundaries": self.boundaries,
                 "gamma": self.gamma}
+
+
+@keras.saving.register_keras_serializable(package="keras_resnext")
+class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup from 0 over `warmup_steps`, then `schedule(step - warmup_steps)`."""
+
+    def __init__(self, schedule, warmup_steps, peak):
+        self.schedule, self.warmup_steps, self.peak = schedule, warmup_steps, peak
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        warm = self.peak * (step + 1) / max(self.warmup_steps, 1)
+        return ops.where(step < self.warmup_steps, warm, self.schedule(step - self.warmup_steps))
+
+    def get_config(self):
+        return {
+            "schedule": keras.optimizers.schedules.serialize(self.schedule),
+            "warmup_steps": self.warmup_steps,
+            "peak": self.peak,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config, schedule=keras.optimizers.schedules.deserialize(config["schedule"]))
+        return cls(**config)

@@ -25,35 +25,10 @@ from keras_resnext import devices, files, run_folder
 from keras_resnext.config import CLASSIFIER, OPTIMIZERS, check_choice
 from keras_resnext.layers import TorchBatchNormalization
 from keras_resnext.models import ResNeXtModel, classifier
-from keras_resnext.optimizers import MultiStepDecay, TorchSGD
+from keras_resnext.optimizers import MultiStepDecay, TorchSGD, WarmupSchedule
 
 NO_DECAY = ["gamma", "beta", "bias"]
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "bfloat16", "float16")
-
-
-@keras.saving.register_keras_serializable(package="keras_resnext")
-class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warmup from 0 over `warmup_steps`, then `schedule(step - warmup_steps)`."""
-
-    def __init__(self, schedule, warmup_steps, peak):
-        self.schedule, self.warmup_steps, self.peak = schedule, warmup_steps, peak
-
-    def __call__(self, step):
-        step = keras.ops.cast(step, "float32")
-        warm = self.peak * (step + 1) / max(self.warmup_steps, 1)
-        return keras.ops.where(step < self.warmup_steps, warm, self.schedule(step - self.warmup_steps))
-
-    def get_config(self):
-        return {
-            "schedule": keras.optimizers.schedules.serialize(self.schedule),
-            "warmup_steps": self.warmup_steps,
-            "peak": self.peak,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config, schedule=keras.optimizers.schedules.deserialize(config["schedule"]))
-        return cls(**config)
 
 
 def sgd(learning_rate, weight_decay, momentum=0.9, nesterov=None, optimizer="paper"):

@@ -1,9 +1,13 @@
 """The paper's recipes, weight decay, fine-tuning and precision helpers."""
 
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
 
+from helpers import ENV
 from keras_resnext import training
 
 
@@ -172,6 +176,27 @@ def test_torch_sgd_momentum_survives_the_saved_model_and_the_backup(tmp_path):
     assert int(fresh.optimizer.iterations) == 2  # nothing left to train: the backup's 2 steps
     for saved, restored in zip(buffers, _buffers(fresh.optimizer)):
         np.testing.assert_array_equal(saved, restored)
+
+
+LOAD_AFTER_THE_PACKAGE_ALONE = """
+import sys, keras, keras_resnext
+model = keras.models.load_model(sys.argv[1])
+print(type(model.optimizer).__name__, type(model.optimizer._learning_rate).__name__,
+      type(model.optimizer._learning_rate.schedule).__name__)
+"""
+
+
+def test_a_model_saved_with_the_recipes_optimizer_loads_after_importing_the_package_alone(tmp_path):
+    """A new process: `import keras_resnext`, then `load_model`, without importing the optimizer's module by hand."""
+    model, x, y = _small_model_and_data()
+    optimizer, loss = training.imagenet_recipe(steps_per_epoch=2, epochs=4, batch_size=4, warmup_epochs=1)
+    model.compile(optimizer=optimizer, loss=loss)
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = subprocess.run([sys.executable, "-c", LOAD_AFTER_THE_PACKAGE_ALONE, str(tmp_path / "m.keras")],
+                            env=ENV, capture_output=True, text=True, timeout=300)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert loaded.stdout.split() == ["TorchSGD", "WarmupSchedule", "MultiStepDecay"]
 
 
 def test_a_backup_of_another_optimizer_is_refused_not_resumed_with_the_wrong_momentum(tmp_path):
