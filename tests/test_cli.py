@@ -1,4 +1,8 @@
-"""The command line as a user meets it: each command's output, files and errors, in subprocesses."""
+"""The command line as a user meets it: each command's output, files and errors.
+
+Through the entry point in this process (`helpers.command`), and in a real process where only one
+shows it (a traceback never reaching the terminal; the quiet start is test_startup.py's).
+"""
 
 import json
 import os
@@ -8,13 +12,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from helpers import cli, shapes_only
+from helpers import cli, command, shapes_only
 from keras_resnext import data
 
 
 @pytest.mark.slow
 def test_evaluate_and_predict_use_the_saved_run(main_job, tmp_path):
-    result = cli("evaluate", str(main_job / "model.keras"), "--dataset", "digits")
+    result = command("evaluate", str(main_job / "model.keras"), "--dataset", "digits")
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout)["test_accuracy"] >= 0.95
     import tensorflow as tf
@@ -27,8 +31,8 @@ def test_evaluate_and_predict_use_the_saved_run(main_job, tmp_path):
         pngs.append(path)
     not_image = tmp_path / "notes.txt"
     not_image.write_text("not an image")
-    result = cli("predict", str(pngs[0]), str(not_image), str(pngs[1]), str(pngs[2]),
-                 "--model-file", str(main_job / "model.keras"), "--top", "3")
+    result = command("predict", str(pngs[0]), str(not_image), str(pngs[1]), str(pngs[2]),
+                     "--model-file", str(main_job / "model.keras"), "--top", "3")
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert f"{not_image}: error: not a readable image" in out
@@ -39,15 +43,15 @@ def test_evaluate_and_predict_use_the_saved_run(main_job, tmp_path):
 def test_cli_exports_a_saved_keras_model_and_refuses_bad_options(tiny_model, tmp_path, tiny_io):
     source = tmp_path / "model.keras"
     tiny_model.save(source)
-    result = cli("export", str(source), "--format", "onnx", "--output", str(tmp_path / "m.onnx"))
+    result = command("export", str(source), "--format", "onnx", "--output", str(tmp_path / "m.onnx"))
     assert result.returncode == 0, result.stderr[-2000:]
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(session.run(None, {"images": tiny_io["x_nhwc_64"]})[0], tiny_io["logits_64"],
                                atol=1e-4)
-    bad_opset = cli("export", str(source), "--format", "onnx", "--opset", "5", "--output", str(tmp_path / "x.onnx"))
+    bad_opset = command("export", str(source), "--format", "onnx", "--opset", "5", "--output", str(tmp_path / "x.onnx"))
     assert bad_opset.returncode != 0 and "Unsupported ONNX opset 5" in bad_opset.stderr
     assert "Traceback" not in bad_opset.stderr
-    bad_format = cli("export", str(source), "--format", "tflite", "--output", str(tmp_path / "x"))
+    bad_format = command("export", str(source), "--format", "tflite", "--output", str(tmp_path / "x"))
     assert bad_format.returncode == 2 and "invalid choice: 'tflite'" in bad_format.stderr
 
 
@@ -62,16 +66,16 @@ def test_named_search_specs_ship_with_the_package_and_are_found_from_any_directo
         command_line.load_spec("nosuch")
     repository_specs = pathlib.Path(__file__).parents[1] / "tuning" / "specs"
     assert os.path.samefile(repository_specs, command_line.SPECS_DIR)  # one source, no copies
-    assert "digits_20m" in cli("tune", "--help", cwd=tmp_path).stdout
+    assert "digits_20m" in command("tune", "--help", cwd=tmp_path).stdout
 
 
 def test_cli_summary_prints_exact_totals():
-    result = cli("summary", "ResNeXt50")
+    result = command("summary", "ResNeXt50")
     assert result.returncode == 0, result.stderr[-2000:]
     total = next(line for line in result.stdout.splitlines() if line.startswith("total"))
     assert "25,097,128" in total and "4,230,480,872" in total
     assert "trainable parameters: 25,028,904" in result.stdout
-    unknown = cli("summary", "ResNeXt49")
+    unknown = command("summary", "ResNeXt49")
     assert unknown.returncode != 0 and "unknown model 'ResNeXt49'" in unknown.stderr
 
 
@@ -92,14 +96,14 @@ def test_summary_takes_every_model_name_train_takes(capsys):
 
 
 def test_cli_summary_prints_the_feature_levels_of_a_backbone():
-    result = cli("summary", "ResNeXt50", "--features", "--output-stride", "16")
+    result = command("summary", "ResNeXt50", "--features", "--output-stride", "16")
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line.split() for line in result.stdout.splitlines() if line.startswith("P")]
     assert [(r[0], r[1], r[-2], r[-1]) for r in rows] == [
         ("P1", "stem_relu", "64", "2"), ("P2", "stage1_block3", "256", "4"), ("P3", "stage2_block4", "512", "8"),
         ("P4", "stage3_block6", "1024", "16"), ("P5", "stage4_block3", "2048", "16")]
     assert "(14, 14, 2048)" in result.stdout  # stage 4 dilated: still 14x14 at 224
-    bad = cli("summary", "ResNeXt50", "--features", "--output-stride", "4")
+    bad = command("summary", "ResNeXt50", "--features", "--output-stride", "4")
     assert bad.returncode == 2 and "invalid choice: 4" in bad.stderr
 
 

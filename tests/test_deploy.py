@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import keras_resnext as kr
-from helpers import FIXTURES, TINY, cli
+from helpers import FIXTURES, TINY, command
 from keras_resnext import devices, export
 
 sys.path.insert(0, str(FIXTURES.parents[1] / "benchmarks"))
@@ -147,14 +147,14 @@ def test_every_deployment_path_keeps_the_main_jobs_accuracy(main_job):
 @pytest.mark.slow
 def test_the_cli_exports_int8_and_evaluates_in_bfloat16(main_job, tmp_path):
     tflite = tmp_path / "m.tflite"
-    result = cli("export", str(main_job / "model.keras"), "--format", "litert", "--quantize", "int8",
-                 "--calibration", "digits", "--calibration-images", "64", "--output", str(tflite))
+    result = command("export", str(main_job / "model.keras"), "--format", "litert", "--quantize", "int8",
+                     "--calibration", "digits", "--calibration-images", "64", "--output", str(tflite))
     assert result.returncode == 0 and tflite.stat().st_size > 0, result.stderr[-3000:]
     assert len(_grouped_litert_convs(tflite)) > 0
-    missing = cli("export", str(main_job / "model.keras"), "--format", "onnx", "--quantize", "int8",
-                  "--output", str(tmp_path / "m.onnx"))
+    missing = command("export", str(main_job / "model.keras"), "--format", "onnx", "--quantize", "int8",
+                      "--output", str(tmp_path / "m.onnx"))
     assert missing.returncode == 2 and "--quantize int8 needs --calibration" in missing.stderr
-    evaluated = cli("evaluate", str(main_job / "model.keras"), "--precision", "bfloat16")
+    evaluated = command("evaluate", str(main_job / "model.keras"), "--precision", "bfloat16")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     accuracy = float(evaluated.stdout.split('"test_accuracy": ')[1].split(",")[0])
     assert accuracy > 0.8

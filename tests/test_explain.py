@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import keras_resnext as kr
-from helpers import TINY, cli
+from helpers import TINY, command
 from keras_resnext import explain
 
 PATCH = 6  # side of the coloured patch that decides the class
@@ -140,8 +140,8 @@ def test_predict_explain_writes_one_readable_overlay_per_image(main_job, tmp_pat
     folder.mkdir()
     for i, image in enumerate(keras.ops.convert_to_numpy(images)):
         keras.utils.save_img(folder / f"digit{i}.png", np.clip(image * 40 + 120, 0, 255))  # any picture will do
-    result = cli("predict", str(folder), "--model-file", str(main_job / "model.keras"), "--explain",
-                 str(tmp_path / "why"), "--csv", str(tmp_path / "p.csv"))
+    result = command("predict", str(folder), "--model-file", str(main_job / "model.keras"), "--explain",
+                     str(tmp_path / "why"), "--csv", str(tmp_path / "p.csv"))
     assert result.returncode == 0, result.stderr[-3000:]
     for i in range(2):
         png = tmp_path / "why" / f"digit{i}.gradcam.png"

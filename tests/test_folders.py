@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from helpers import FIXTURES, cli, colour_folder, make_tree
+from helpers import FIXTURES, colour_folder, command, make_tree
 from keras_resnext import data, folders
 
 
@@ -52,7 +52,7 @@ def test_bad_image_folders_exit_2_with_one_line_and_write_nothing(tmp_path, setu
     root = tmp_path / "images"
     setup(root)
     out = tmp_path / "run"
-    result = cli("train", "--dataset", f"folder:{root}", "--output", str(out), "--epochs", "1", *args, timeout=300)
+    result = command("train", "--dataset", f"folder:{root}", "--output", str(out), "--epochs", "1", *args)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines()
              if line.startswith("keras-resnext") and not line.startswith("keras-resnext: warning: ")]
@@ -64,8 +64,8 @@ def test_bad_image_folders_exit_2_with_one_line_and_write_nothing(tmp_path, setu
 def test_a_folder_smaller_than_a_batch_trains_and_reports_per_class_results(tmp_path):
     make_tree(tmp_path / "images", per_class=10)
     out = tmp_path / "run"
-    result = cli("train", "--dataset", f"folder:{tmp_path / 'images'}", "--image-size", "32", "--epochs", "3",
-                 "--batch-size", "64", "--class-weight", "balanced", "--output", str(out), timeout=600)
+    result = command("train", "--dataset", f"folder:{tmp_path / 'images'}", "--image-size", "32", "--epochs", "3",
+                     "--batch-size", "64", "--class-weight", "balanced", "--output", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "fewer than a batch of 64; training with batches of" in result.stdout
     assert "training images per class: cat 8, dog 8" in result.stdout
@@ -110,9 +110,9 @@ def test_fine_tuning_the_torchvision_checkpoint_on_a_split_folder_for_one_epoch_
     classes = ("red", "green", "blue")
     root = colour_folder(tmp_path / "images", "split")
     out = tmp_path / "run"
-    result = cli("train", "--dataset", f"folder:{root}", "--model", FINE_TUNING["model"], "--weights",
-                 str(FIXTURES / "tv_resnext_tiny.safetensors"), "--image-size", "64", "--epochs", "1",
-                 "--batch-size", "16", "--output", str(out), timeout=900)
+    result = command("train", "--dataset", f"folder:{root}", "--model", FINE_TUNING["model"], "--weights",
+                     str(FIXTURES / "tv_resnext_tiny.safetensors"), "--image-size", "64", "--epochs", "1",
+                     "--batch-size", "16", "--output", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     warned = [line for line in result.stderr.splitlines() if line.startswith("keras-resnext: warning: ")]
     # One line each, as the command speaks to people: no source path, no line of code, no category.
@@ -124,8 +124,8 @@ def test_fine_tuning_the_torchvision_checkpoint_on_a_split_folder_for_one_epoch_
     assert metrics["class_names"] == sorted(classes) and metrics["data"]["layout"] == "split"
     assert metrics["optimizer"] == "paper"
     assert not (out / "backup").exists()
-    predicted = cli("predict", str(root), "--model-file", str(out / "model.keras"), "--top", "2",
-                    "--csv", str(tmp_path / "p.csv"))
+    predicted = command("predict", str(root), "--model-file", str(out / "model.keras"), "--top", "2",
+                        "--csv", str(tmp_path / "p.csv"))
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     import csv
 
@@ -133,7 +133,7 @@ def test_fine_tuning_the_torchvision_checkpoint_on_a_split_folder_for_one_epoch_
         rows = list(csv.DictReader(f))
     assert len(rows) == 152 and {"path", "class_1", "probability_1", "class_2", "error"} <= set(rows[0])
     assert sum(1 for r in rows if r["error"]) == 2  # the two broken files, named in the CSV
-    evaluated = cli("evaluate", str(out / "model.keras"), "--dataset", f"folder:{root}")
+    evaluated = command("evaluate", str(out / "model.keras"), "--dataset", f"folder:{root}")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     report = json.loads(evaluated.stdout[evaluated.stdout.index("{"):])
     assert report["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)  # the same split

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import keras_resnext as kr
-from helpers import FIXTURES, TINY, cli
+from helpers import FIXTURES, TINY, command
 from keras_resnext import cli as command_line
 from keras_resnext import data, devices, int8, jobs
 
@@ -178,7 +178,7 @@ def test_bad_int8_requests_say_what_to_pass(monkeypatch):
 
 
 def test_the_cli_evaluates_and_predicts_in_int8_calibrating_on_the_runs_training_data(main_job, tmp_path):
-    result = cli("evaluate", str(main_job / "model.keras"), "--precision", "int8")
+    result = command("evaluate", str(main_job / "model.keras"), "--precision", "int8")
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout[result.stdout.index("{"):])
     assert report["precision"] == "int8" and report["int8_engine"] == devices.fastest_int8_engine()[0]
@@ -192,8 +192,8 @@ def test_the_cli_evaluates_and_predicts_in_int8_calibrating_on_the_runs_training
     for i, image in enumerate(keras.ops.convert_to_numpy(images)):
         keras.utils.save_img(folder / f"{i}.png", (image - image.min()) / (image.max() - image.min()) * 255,
                              scale=False)
-    predicted = cli("predict", str(folder), "--model-file", str(main_job / "model.keras"), "--precision", "int8",
-                    "--calibration-images", "64", "--csv", str(tmp_path / "p.csv"))
+    predicted = command("predict", str(folder), "--model-file", str(main_job / "model.keras"), "--precision", "int8",
+                        "--calibration-images", "64", "--csv", str(tmp_path / "p.csv"))
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     assert predicted.stdout.count("%") == 4 * 5  # top 5 of each image
 

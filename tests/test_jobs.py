@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import ENV, cli, log_rows
+from helpers import ENV, command, log_rows
 from keras_resnext import data, files
 
 
@@ -53,7 +53,7 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
     # An epoch is backed up just after its log row: a kill in between redoes that one epoch.
     backed_up = json.loads((out / "backup" / "training_metadata.json").read_text())["epoch"]
     assert backed_up in (done_before - 1, done_before)
-    result = cli("train", "--epochs", "6", "--output", str(out), timeout=600)
+    result = command("train", "--epochs", "6", "--output", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs_run_here"] == 6 - backed_up  # resumed, not restarted

@@ -1,6 +1,5 @@
 """Before TensorFlow loads: oneDNN on by default on x86-64 (the user's choice kept), and a quiet command line."""
 
-import os
 import platform
 import re
 import subprocess

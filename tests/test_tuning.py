@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from helpers import ENV, cli, free_port, small_colour_tree
+from helpers import ENV, command, free_port, small_colour_tree
 from keras_resnext import tuning
 from keras_resnext.flops import count_macs_config
 
@@ -58,10 +58,6 @@ def test_only_affordable_candidates_enter_the_search_space():
         tuning.ResNeXtHyperModel(1000, (32, 32, 3), 10)
 
 
-def tune_cli(*args):
-    return cli("tune", *args)
-
-
 def small_search(tmp_path):
     """Data arguments for a search on a small colour folder at 32 px: searches that cost little beyond start-up."""
     folder = small_colour_tree(tmp_path / "colours")
@@ -76,8 +72,8 @@ def read_trials(path):
 @pytest.mark.slow
 def test_tune_end_to_end_writes_trials_plot_and_best_model_and_resumes(tmp_path):
     out = tmp_path / "search"
-    result = tune_cli("--dataset", "digits", "--budget", "20M", "--max-trials", "2", "--epochs", "1",
-                      "--output", str(out))
+    result = command("tune", "--dataset", "digits", "--budget", "20M", "--max-trials", "2", "--epochs", "1",
+                     "--output", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     rows = read_trials(out / "trials.csv")
     assert len(rows) == 2
@@ -93,8 +89,8 @@ def test_tune_end_to_end_writes_trials_plot_and_best_model_and_resumes(tmp_path)
 
     best = keras.models.load_model(out / "best_model.keras")
     assert best.output.shape == (None, 10)
-    again = tune_cli("--dataset", "digits", "--budget", "20M", "--max-trials", "3", "--epochs", "1",
-                     "--output", str(out))
+    again = command("tune", "--dataset", "digits", "--budget", "20M", "--max-trials", "3", "--epochs", "1",
+                    "--output", str(out))
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(read_trials(out / "trials.csv")) == 3  # resumed: the first two were not rerun
     assert again.stdout.count("C=") == 3
@@ -103,8 +99,8 @@ def test_tune_end_to_end_writes_trials_plot_and_best_model_and_resumes(tmp_path)
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["bayesian", "grid", "hyperband"])
 def test_every_tuner_kind_runs_a_budgeted_search(tmp_path, kind):
-    result = tune_cli("--tuner", kind, "--max-trials", "2", "--epochs", "2", "--cardinalities", "2,8",
-                      *small_search(tmp_path), "--output", str(tmp_path / "search"))
+    result = command("tune", "--tuner", kind, "--max-trials", "2", "--epochs", "2", "--cardinalities", "2,8",
+                     *small_search(tmp_path), "--output", str(tmp_path / "search"))
     assert result.returncode == 0, result.stderr[-3000:]
     rows = read_trials(tmp_path / "search" / "trials.csv")
     assert rows and {r["cardinality"] for r in rows} <= {"2", "8"}
