@@ -1,26 +1,31 @@
-"""`python kill_at_write.py N ARGS...`: `keras-resnext ARGS`, SIGKILLed during its Nth file write.
+"""`python kill_at_write.py WHERE ARGS...`: `keras-resnext ARGS`, SIGKILLed inside one of its file writes.
 
-Every file the package writes goes through a temporary file and `os.replace`. At
-the Nth replace this process truncates the temporary file to half and kills
-itself: what a kill in the middle of that save leaves on disk. Used by
-test_resume.py to kill a run inside every kind of save it makes.
+WHERE is N, the Nth write, or NAME or NAME#K, the first or Kth write of a file whose name ends with
+NAME. Every file the package writes goes through a temporary file and `os.replace`. At that replace
+this process truncates the temporary file to half, says on stderr which file it was writing
+(`killed inside PATH`) and kills itself: what a kill in the middle of that save leaves on disk.
+Used by test_resume.py to kill runs and searches inside every kind of save they make.
 """
 
 import os
 import signal
 import sys
 
-KILL_AT = int(sys.argv[1])
+WHERE = sys.argv[1]
+NAME, _, NTH = ("", "", WHERE) if WHERE.isdigit() else WHERE.partition("#")
+KILL_AT = int(NTH or 1)
 _real_replace = os.replace
 _writes = 0
 
 
 def _replace_then_die(src, dst, *args, **kwargs):
     global _writes
-    _writes += 1
-    if _writes == KILL_AT and os.path.isfile(src):
-        os.truncate(src, os.path.getsize(src) // 2)
-        os.kill(os.getpid(), signal.SIGKILL)
+    if os.fspath(dst).endswith(NAME):
+        _writes += 1
+        if _writes == KILL_AT and os.path.isfile(src):
+            os.truncate(src, os.path.getsize(src) // 2)
+            print(f"killed inside {os.fspath(dst)}", file=sys.stderr, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
     return _real_replace(src, dst, *args, **kwargs)
 
 

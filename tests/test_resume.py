@@ -12,7 +12,7 @@ import keras
 import pytest
 
 import keras_resnext  # noqa: F401 - registers the classes keras.models.load_model needs
-from helpers import ENV, cli, log_rows, small_colour_tree
+from helpers import ENV, command, log_rows, small_colour_tree
 
 pytestmark = pytest.mark.slow
 TESTS = os.path.dirname(__file__)
@@ -45,18 +45,32 @@ def assert_one_complete_run(run, epochs, classes=3):
     return metrics
 
 
+# Each run dies inside the next kind of save, as far into the run as the kills before it let it get:
+# the status at the start, the first epoch's log row and backup (the weights, then the metadata that
+# points at them), then, resumed, the model and the final status. (The pictures are saved as the
+# model is; a kill inside each cost a TensorFlow start and found nothing more.)
+SAVES = ("metrics.json", "log.csv", ".weights.h5", "training_metadata.json", "model.keras", "metrics.json#2")
+
+
+def kill_inside(where, args):
+    """`keras-resnext ARGS` in a process killed inside a save (kill_at_write.py); the path it was writing."""
+    proc = subprocess.run([sys.executable, "kill_at_write.py", where, *args], cwd=TESTS, env=ENV,
+                          capture_output=True, text=True, timeout=600)
+    killed = [line for line in proc.stderr.splitlines() if line.startswith("killed inside ")]
+    if proc.returncode == 0:
+        return None
+    assert proc.returncode == -signal.SIGKILL and killed, proc.stderr[-3000:]
+    return killed[0].removeprefix("killed inside ")
+
+
 def test_a_run_killed_inside_every_kind_of_save_finishes_with_the_same_command(tmp_path):
     run = tmp_path / "run"
     args = [*small_run(tmp_path), "--output", str(run)]
-    kills = []
-    for kill_at in range(1, 20):  # each run dies at its kill_at-th write, until one gets to the end
-        proc = subprocess.run([sys.executable, "kill_at_write.py", str(kill_at), *args], cwd=TESTS, env=ENV,
-                              capture_output=True, text=True, timeout=600)
-        if proc.returncode == 0:
-            break
-        assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
-        kills.append(sorted(os.listdir(run)))
-    assert len(kills) >= 6, kills  # killed while writing the status, log, backup, metadata, model and curves
+    for save in SAVES:
+        path = kill_inside(save, args)
+        assert path is not None and path.startswith(str(run)) and path.endswith(save.partition("#")[0]), path
+    final = command(*args)
+    assert final.returncode == 0, final.stderr[-3000:]
     assert_one_complete_run(run, 2)
 
 
@@ -69,53 +83,62 @@ def test_a_run_killed_at_random_instants_finishes_with_the_same_command(tmp_path
         time.sleep(rng.uniform(6, 16))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    final = subprocess.run(args, env=ENV, capture_output=True, text=True, timeout=600)
+    final = command(*args[3:])
     assert final.returncode == 0, final.stderr[-3000:]
     assert_one_complete_run(run, 2)
 
     model_time = os.path.getmtime(run / "model.keras")
-    again = cli(*args[3:])  # a finished run is reported, not retrained
+    again = command(*args[3:])  # a finished run is reported, not retrained
     assert again.returncode == 0 and "is a completed run" in again.stdout
     assert os.path.getmtime(run / "model.keras") == model_time
-    fresh = cli(*args[3:], "--epochs", "1", "--overwrite")
+    fresh = command(*args[3:], "--epochs", "1", "--overwrite")
     assert fresh.returncode == 0, fresh.stderr[-2000:]
     assert_one_complete_run(run, 1)
 
 
 def test_a_diverged_run_fails_and_says_so(tmp_path):
     run = tmp_path / "run"
-    result = cli("train", "--epochs", "3", "--precision", "float16", "--output", str(run))
+    result = command("train", "--epochs", "3", "--precision", "float16", "--output", str(run))
     assert result.returncode == 1, result.stdout[-1000:] + result.stderr[-2000:]
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("keras-resnext train: the run diverged: loss became nan in epoch ")
     metrics = strict_json(run / "metrics.json")
     assert metrics["status"] == "diverged" and 1 <= metrics["epoch"] <= 3 and "loss became nan" in metrics["reason"]
     assert not (run / "model.keras").exists()  # no NaN model left to be mistaken for a result
-    again = cli("train", "--epochs", "3", "--precision", "float16", "--output", str(run))
+    again = command("train", "--epochs", "3", "--precision", "float16", "--output", str(run))
     assert again.returncode == 1 and "diverged" in again.stderr and "--overwrite" in again.stderr
 
 
-@pytest.mark.parametrize("tuner", ["random", "grid"])
-def test_a_search_killed_inside_its_saves_finishes_with_the_same_command(tmp_path, tuner):
+def test_a_search_killed_inside_its_saves_finishes_with_the_same_command(tmp_path):
     out = tmp_path / "search"
     folder = small_colour_tree(tmp_path / "colours")
-    args = ["tune", "--tuner", tuner, "--max-trials", "2", "--epochs", "1", "--cardinalities", "2,8",
-            "--dataset", f"folder:{folder}", "--image-size", "32", "--batch-size", "8", "--output", str(out)]
-    # A search that stopped after a finished trial (keras-tuner's own GridSearch could never resume
-    # from there: keras-team/keras-tuner#1055), then kills inside saves deeper into each resumed search.
-    first = cli(*args[:4], "1", *args[5:])
+    args = ["tune", "--max-trials", "2", "--epochs", "1", "--cardinalities", "2,8", "--dataset", f"folder:{folder}",
+            "--image-size", "32", "--batch-size", "8", "--output", str(out)]
+    # A search that stopped after a finished trial, then kills inside saves deeper into each resumed
+    # search. The tuner's files are the same for every oracle; each oracle's own resume is
+    # test_tuning.py's (test_every_oracle_resumes_to_the_same_trials_as_an_uninterrupted_search).
+    first = command(*args[:2], "1", *args[3:])
     assert first.returncode == 0, first.stderr[-3000:]
     kills = 0
     for kill_at in (2, 5, 9, 14, 20, 27, 35, 44, 54, 65, 77, 90):
-        proc = subprocess.run([sys.executable, "kill_at_write.py", str(kill_at), *args], cwd=TESTS, env=ENV,
-                              capture_output=True, text=True, timeout=600)
-        if proc.returncode == 0:
+        if kill_inside(str(kill_at), args) is None:
             break
-        assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
         kills += 1
     assert kills >= 3
-    final = cli(*args)  # and once more on the finished search: it reports the same trials
+    final = command(*args)  # and once more on the finished search: it reports the same trials
     assert final.returncode == 0, final.stderr[-3000:]
     summary = strict_json(out / "summary.json")
     assert sorted(row["cardinality"] for row in summary["trials"]) == [2, 8]  # every trial, each once
     assert keras.models.load_model(out / "best_model.keras") is not None
+
+
+def test_a_grid_search_stopped_after_a_trial_resumes_to_the_whole_grid(tmp_path):
+    """keras-tuner's own GridSearch could never resume from there (keras-team/keras-tuner#1055)."""
+    out = tmp_path / "search"
+    args = ["tune", "--tuner", "grid", "--epochs", "1", "--cardinalities", "2,8", "--output", str(out),
+            "--dataset", f"folder:{small_colour_tree(tmp_path / 'colours')}", "--image-size", "32", "--batch-size", "8"]
+    for max_trials in ("1", "3"):  # the grid has two points: the second run stops at its end
+        result = command(*args, "--max-trials", max_trials)
+        assert result.returncode == 0, result.stderr[-3000:]
+    summary = strict_json(out / "summary.json")
+    assert sorted(row["cardinality"] for row in summary["trials"]) == [2, 8]  # the whole grid, each point once
