@@ -202,8 +202,11 @@ def test_the_gpu_benchmark_runs_its_own_code_on_the_cpu_in_seconds():
     from helpers import ENV
 
     script = pathlib.Path(__file__).parents[1] / "benchmarks" / "accelerator.py"
-    result = subprocess.run([sys.executable, str(script), "--smoke"], env=dict(ENV, KERAS_BACKEND="jax"),
-                            capture_output=True, text=True, timeout=600, cwd=os.path.dirname(script))
+    # Without LLVM's optimizations XLA compiles the eight graphs in 35 CPU-s instead of 56: the smoke
+    # run checks the code, not its speed.
+    env = dict(ENV, KERAS_BACKEND="jax", XLA_FLAGS="--xla_backend_optimization_level=0")
+    result = subprocess.run([sys.executable, str(script), "--smoke"], env=env, capture_output=True, text=True,
+                            timeout=600, cwd=os.path.dirname(script))
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert lines[0].startswith("jax ") and "keras 3." in lines[0] and "batch 2, 32 px" in lines[0]
