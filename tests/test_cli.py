@@ -157,22 +157,13 @@ EDGE_CASES = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize("args, status, message", EDGE_CASES, ids=[" ".join(c[0])[:60] for c in EDGE_CASES])
-def test_each_bad_argument_or_file_is_one_line_and_its_exit_status(args, status, message, tmp_path, main_job,
-                                                                   capsys):
-    # The command's own entry point in this process (a subprocess per case cost a TensorFlow start
-    # each); an exception escaping main() would fail the test, as a traceback would.
-    from keras_resnext import cli as command_line
-
+def test_each_bad_argument_or_file_is_one_line_and_its_exit_status(args, status, message, tmp_path, main_job):
     _edge_case_files(tmp_path, main_job)
-    try:
-        returncode = command_line.main([a.format(tmp=tmp_path, run=main_job) for a in args])
-    except SystemExit as exit:  # argparse's errors
-        returncode = exit.code
-    stderr = capsys.readouterr().err
-    ours = [line for line in stderr.splitlines()
+    result = command(*[a.format(tmp=tmp_path, run=main_job) for a in args])
+    ours = [line for line in result.stderr.splitlines()
             if line.startswith("keras-resnext") and not line.startswith("keras-resnext: warning: ")]
-    assert returncode == status, stderr[-3000:]
-    assert len(ours) == 1 and message in ours[0], stderr[-3000:]
+    assert result.returncode == status, result.stderr[-3000:]
+    assert len(ours) == 1 and message in ours[0], result.stderr[-3000:]
 
 
 def test_a_bad_argument_in_a_real_process_is_one_line_without_a_traceback(tmp_path):
