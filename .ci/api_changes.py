@@ -17,7 +17,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 
 import griffe
 
@@ -48,18 +47,14 @@ def _portable(data, repo):
 
 
 def record(repo, package, version):
-    """Writes the working tree's public API as release `version`'s record (atomically)."""
+    """Writes the working tree's public API as release `version`'s record."""
+    # The package's atomic write (fsync, the umask's mode): only recording a release pays its import.
+    from keras_resnext import files
+
     api = griffe.load(package, search_paths=[repo])
     data = _portable(json.loads(json.dumps(api, cls=griffe.JSONEncoder, full=False)), repo)
     path = record_path(repo, version)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=0, sort_keys=True)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
+    files.write_bytes(path, json.dumps(data, indent=0, sort_keys=True).encode("utf-8"))
     return path
 
 
