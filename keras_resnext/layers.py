@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_resnext import grouped_conv
+from keras_resnext import fused_batch_norm, grouped_conv
 from keras_resnext.config import BLOCK_FORMS, NORMS, check_choice, positive_int
 
 __all__ = ["FrozenBatchNormalization", "GroupedConv2D", "ResNeXtBlock", "TorchBatchNormalization"]
@@ -26,30 +26,51 @@ def batch_norm(name, dtype=None, norm="batch_norm"):
 
 @keras.saving.register_keras_serializable(package="keras_resnext")
 class TorchBatchNormalization(keras.layers.BatchNormalization):
-    """Keras' BatchNormalization keeping PyTorch's running variance: the unbiased batch variance.
+    """Keras' BatchNormalization keeping PyTorch's running variance, trained with one fused kernel.
 
     Both normalise a training batch with its biased variance; PyTorch's running
     estimate (what inference uses) takes the unbiased one, `n / (n - 1)` times larger,
     `n` the values per channel (batch x height x width). With small batches and
     feature maps the two differ, so weights trained here keep the statistics a
     PyTorch run would. Masked, renormalised and synchronized batches keep Keras' rule.
+
+    On TensorFlow the training step is one fused kernel (`keras_resnext.fused_batch_norm`)
+    where it serves (4-D float inputs): the same function, several times fewer passes
+    over the activations. `fused=False` keeps Keras' separate ops everywhere.
     """
+
+    def __init__(self, *args, fused=True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fused = bool(fused)
 
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable) or mask is not None or self.renorm or self.synchronized:
             return super().call(inputs, training=training, mask=mask)
+        if self.fused and fused_batch_norm.serves(inputs, self.axis):
+            outputs, mean, unbiased = fused_batch_norm.training_step(
+                inputs, self.gamma if self.scale else None, self.beta if self.center else None, self.epsilon,
+                self.axis)
+        else:
+            outputs, mean, unbiased = self._training_step(inputs)
+        for moving, batch in ((self.moving_mean, mean), (self.moving_variance, unbiased)):
+            moving.assign(moving * self.momentum + ops.cast(batch, moving.dtype) * (1.0 - self.momentum))
+        return ops.cast(outputs, self.compute_dtype)
+
+    def _training_step(self, inputs):
+        """Keras' ops: `(outputs, batch mean, unbiased batch variance)`."""
         inputs = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # as Keras: no overflow
         axes = [i for i in range(len(inputs.shape)) if i != self.axis % len(inputs.shape)]
         mean, variance = ops.moments(inputs, axes)
         values = ops.cast(ops.size(inputs) // ops.shape(inputs)[self.axis], inputs.dtype)
         unbiased = variance * values / ops.maximum(values - 1, 1)
-        for moving, batch in ((self.moving_mean, mean), (self.moving_variance, unbiased)):
-            moving.assign(ops.cast(moving, inputs.dtype) * self.momentum + batch * (1.0 - self.momentum))
         gamma = ops.cast(self.gamma, inputs.dtype) if self.scale else None
         beta = ops.cast(self.beta, inputs.dtype) if self.center else None
         outputs = ops.batch_normalization(inputs, mean, variance, axis=self.axis, offset=beta, scale=gamma,
                                           epsilon=self.epsilon)
-        return ops.cast(outputs, self.compute_dtype)
+        return outputs, mean, unbiased
+
+    def get_config(self):
+        return {**super().get_config(), "fused": self.fused}
 
 
 @keras.saving.register_keras_serializable(package="keras_resnext")

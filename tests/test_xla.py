@@ -156,33 +156,45 @@ def test_xla_compiles_every_grouped_conv_to_one_native_grouped_convolution(on_ac
         assert forward_and_input_gradient == 2 * grouped and kernel_gradient == grouped
         assert re.search(rf"\b{HLO_COMPUTE_TYPE[precision]}\[[^\]]*\][^=]*convolution\([^\n]*"
                          rf"feature_group_count={CARDINALITY}", infer_hlo)  # in the policy's compute dtype
+        if BACKEND == "tensorflow":  # the fused BatchNorm: XLA's own training and gradient ops, one per layer
+            norms = sum(isinstance(layer, kr.layers.TorchBatchNormalization) for layer in model._flatten_layers())
+            assert len(re.findall(r"batch-norm-training\(", train_hlo)) == norms == 9
+            assert len(re.findall(r"batch-norm-grad\(", train_hlo)) == norms
+        statistics = _moving_statistics(model)
     finally:
         keras.config.set_dtype_policy("float32")
     # The same step on this CPU's own path (what the parity tests prove), from the same weights.
     monkeypatch.undo()
     devices.fastest_grouped_conv.cache_clear()
-    (cpu_loss, cpu_grads), cpu_logits = _cpu_step(precision, weights)
+    (cpu_loss, cpu_grads), cpu_logits, cpu_statistics = _cpu_step(precision, weights)
     tolerance = TOLERANCE[precision]
+    # PyTorch's running statistics (the unbiased variance) from the compiled step too.
+    assert np.abs(statistics - cpu_statistics).max() <= tolerance * np.abs(cpu_statistics).max()
     assert abs(loss - cpu_loss) <= tolerance * abs(cpu_loss)
     assert np.abs(logits - cpu_logits).max() <= tolerance * np.abs(cpu_logits).max()
     assert len(grads) == len(cpu_grads)
     if precision == "float32":  # the same numbers, tensor by tensor
         assert max(_relative_error(grad, cpu_grad) for grad, cpu_grad in zip(grads, cpu_grads)) <= 2e-5
     else:  # rounded differently, but no farther from float32's gradients than the CPU path's
-        (_, exact), _ = _cpu_step("float32", weights)
+        (_, exact), _, _ = _cpu_step("float32", weights)
         assert _relative_error(grads, exact) <= 1.5 * _relative_error(cpu_grads, exact) + 1e-3
 
 
 def _cpu_step(precision, weights):
-    """`(loss, gradients), logits` of the training and inference steps on this CPU's own path, without XLA."""
+    """`(loss, gradients), logits, moving statistics` of the training and inference steps on this CPU's path."""
     try:
         keras.config.set_dtype_policy(precision)
         model = _small_resnext()
         model.set_weights(weights)
         train, logits, _ = _steps(model, jit_compile=False)
-        return train, logits
+        return train, logits, _moving_statistics(model)
     finally:
         keras.config.set_dtype_policy("float32")
+
+
+def _moving_statistics(model):
+    """Every BatchNorm's moving mean and variance, after the training step, as one vector."""
+    return np.concatenate([keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables])
 
 
 def _relative_error(values, reference):
