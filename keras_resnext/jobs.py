@@ -165,7 +165,7 @@ def _fit_and_report(net, compile_phase, phases, train_ds, test_ds, info, strat, 
             continue
         compile_phase(frozen, end - first)
         backup = "backup" if len(phases) == 1 else os.path.join("backup", f"phase{i}")
-        history = net.fit(train_ds, validation_data=test_ds, initial_epoch=first, epochs=end,
+        history = net.fit(**_one_stream(train_ds), validation_data=test_ds, initial_epoch=first, epochs=end,
                           class_weight=class_weight, verbose=verbose,
                           shuffle=False,  # the pipeline shuffles; Keras would only warn that it ignores this
                           callbacks=training.default_callbacks(run_dir, backup_dir=backup))
@@ -183,6 +183,20 @@ def _fit_and_report(net, compile_phase, phases, train_ds, test_ds, info, strat, 
     metrics["per_class"] = per_class_report(net, test_ds, info.class_names,
                                             os.path.join(run_dir, "confusion_matrix.png"))
     return metrics
+
+
+def _one_stream(dataset):
+    """`fit`'s `x` and `steps_per_epoch` that read `dataset` as one stream, an epoch being one pass of it.
+
+    Given a finite data set and no step count, Keras makes a new iterator of the
+    pipeline at the start and at the end of every epoch, and dropping one while
+    tf.data's autotuner works on it blocks for up to 0.5 s (measured: 5 to 10 of the
+    main job's 20 epochs began so). Repeated, the pipeline runs on, its shuffle and
+    augmentation drawn anew in every pass as before. A data set of unknown size is
+    passed as it is.
+    """
+    batches = int(dataset.cardinality())
+    return {"x": dataset} if batches <= 0 else {"x": dataset.repeat(), "steps_per_epoch": batches}
 
 
 def _run_metrics(net, test_ds, info, strat):
