@@ -65,8 +65,14 @@ def cpu_flags():
 
 
 def cpu_has_native_bf16():
-    """Whether the CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16), as oneDNN needs to run it fast."""
-    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    """Whether the CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16), as oneDNN needs to run it fast.
+
+    `ONEDNN_MAX_CPU_ISA` below `AVX512_CORE_BF16` (e.g. `AVX2`) holds oneDNN to older
+    instructions, without a bfloat16 convolution at all: then the answer is no.
+    """
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL").upper()
+    allowed = cap == "ALL" or any(isa in cap for isa in ("BF16", "FP16", "AMX", "AVX10"))  # the ISAs at or above it
+    return allowed and bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def cpu_has_int8_dot_products():
@@ -183,7 +189,7 @@ def _tf_cpu_grouped_gradients_work(dtype):
                 tape.watch([x, kernel])
                 y = tf.nn.conv2d(x, kernel, 1, "VALID")
             return all(g is not None for g in tape.gradient(y, [x, kernel]))
-        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.NotFoundError):
+        except tf.errors.OpError:  # no kernel, no gradient, or (oneDNN held to AVX2) no bfloat16 primitive
             return False
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
