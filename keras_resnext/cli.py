@@ -273,7 +273,10 @@ def _train_parser(sub):
     p.add_argument("--output", default=None, help="run folder (default: a new folder under runs/)")
     p.add_argument("--weights", default=None, help="start from pretrained weights (tag or file) to fine-tune")
     p.add_argument("--strategy", default="auto", choices=STRATEGIES)
-    p.add_argument("--precision", default="float32", help="float32, mixed_float16, mixed_bfloat16 or auto")
+    p.add_argument("--precision", default="auto",
+                   help="auto (default: mixed_bfloat16 on a CPU with native bfloat16 and on TPUs, mixed_float16 on "
+                        "GPUs, float32 elsewhere; keras-resnext info says which), float32, mixed_float16 or "
+                        "mixed_bfloat16")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--schedule", default="step", choices=("step", "cosine"))
     p.add_argument("--optimizer", default="paper", choices=OPTIMIZERS,

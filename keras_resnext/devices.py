@@ -123,6 +123,33 @@ def fastest_int8_engine():
     return "openvino", why
 
 
+def training_precision():
+    """`(policy, why)`: the Keras dtype policy `train --precision auto` trains under here.
+
+    A rule from BENCHMARKS.md's figures (ResNeXt50, one training step), not a timed
+    probe: `mixed_float16` on a GPU, `mixed_bfloat16` on a TPU, and on a CPU that
+    computes bfloat16 natively (AVX-512 BF16 or AMX) under TensorFlow with oneDNN
+    (1.66x float32's speed on an AVX-512 BF16 AMD EPYC) or JAX (1.26x there).
+    Elsewhere float32: without native bfloat16 it is emulated and slower.
+    """
+    import keras
+
+    device = accelerator()
+    if device == "gpu":
+        return "mixed_float16", "a GPU: float16 on its tensor cores"
+    if device == "tpu":
+        return "mixed_bfloat16", "a TPU: bfloat16 is its native type"
+    backend = keras.backend.backend()
+    if not cpu_has_native_bf16():
+        return "float32", "this CPU has no native bfloat16 (AVX-512 BF16 or AMX): emulated, it trains slower"
+    if backend == "tensorflow" and not tf_onednn_enabled():
+        return "float32", "TensorFlow runs without oneDNN, whose kernels make bfloat16 fast"
+    if backend not in ("tensorflow", "jax"):
+        return "float32", f"bfloat16 training on the {backend} backend's CPU path is unmeasured"
+    native = "AMX" if amx_usable()[0] else "AVX-512 BF16"
+    return "mixed_bfloat16", f"{native}: ResNeXt50 trains faster in bfloat16 than in float32 here (BENCHMARKS.md)"
+
+
 @functools.cache
 def fastest_grouped_conv(backend, dtype="float32"):
     """The grouped-conv implementation `"auto"` stands for on `backend` here, for `dtype`."""
@@ -251,6 +278,7 @@ def facts():
         ("int8 dot products (VNNI)", "yes" if flags & INT8_DOT_PRODUCT_FLAGS else "no"),
         ("AMX", amx_usable()[1] if "amx_tile" in flags else "no"),
         ("int8 engine 'auto'", "{} ({})".format(*fastest_int8_engine())),
+        ("training precision 'auto'", "{} ({})".format(*training_precision())),
         ("oneDNN (TensorFlow)", _onednn_line()),
     ]
     for dtype in ("float32", "bfloat16"):

@@ -49,7 +49,7 @@ def train(
     data_dir=None,
     download=False,
     strategy="auto",
-    precision="float32",
+    precision="auto",
     seed=0,
     schedule="step",
     label_smoothing=0.0,
@@ -78,6 +78,10 @@ def train(
     `optimizer` is the recipes' (`training.sgd`): `"paper"`, the paper's step,
     or `"decoupled"`, Keras' SGD with decoupled weight decay.
 
+    `precision` is a Keras dtype policy, or `"auto"`: the fastest here
+    (`keras_resnext.devices.training_precision`), `mixed_bfloat16` on a CPU with
+    native bfloat16, `mixed_float16` on a GPU, float32 on other CPUs.
+
     The folder holds metrics.json, model.keras, curves.png, log.csv, tensorboard/
     and, while the run is in progress, backup/. A run killed at any instant,
     started again with the same arguments, resumes from its last finished epoch.
@@ -92,8 +96,8 @@ def train(
     if (finished := run_folder.previous_run(run_dir, overwrite)) is not None:
         return finished
     keras.utils.set_random_seed(seed)
-    training.set_precision(precision)
-    strat = distribute.make_strategy(strategy)
+    strat = distribute.make_strategy(strategy)  # first: a multi-worker strategy must configure the runtime
+    training.set_precision(precision)  # which may ask for the devices, starting the runtime
     train_ds, test_ds, info, global_batch = _fitting_batches(dataset, batch_size * strat.num_replicas_in_sync, dict(
         image_size=_image_size(image_size, model, dataset), seed=seed, data_dir=data_dir, download=download,
         val_split=val_split, strict=strict, one_hot=bool(label_smoothing), crop_pct=eval_crop(model, weights)))
@@ -106,26 +110,28 @@ def train(
         net = build_model(model, info.num_classes, info.image_size, weights)
     # Only now, with the data and the model known to be good, is anything written: bad input writes nothing.
     with run_folder.recording(run_dir):
-        metrics = _fit_phases(net, strat, recipe, global_batch, train_ds, test_ds, info, run_dir,
-                              dict(phases=phases, verbose=verbose, class_weight=weights_per_class,
-                                   precise_bn=finetuning))
+        net, metrics = _fit_phases(net, strat, recipe, global_batch, train_ds, test_ds, info, run_dir,
+                                   dict(phases=phases, verbose=verbose, class_weight=weights_per_class,
+                                        precise_bn=finetuning))
         metrics.update(dataset=dataset, strategy=strategy, class_weight=class_weight, optimizer=optimizer)
         _write_run(run_dir, net, metrics)
     return metrics
 
 
 def _fit_phases(net, strat, recipe, global_batch, train_ds, test_ds, info, run_dir, options):
-    """The training phases of `train` (a frozen-backbone warm-up when fine-tuning, then all layers); the metrics.
+    """The training phases of `train` (a frozen-backbone warm-up when fine-tuning, then all layers).
+
+    Returns the model to save and the run's metrics (see `_fit_and_report`).
 
     `recipe(steps_per_epoch, epochs=..., batch_size=...)` gives each phase's optimizer and loss.
     """
     phases = options["phases"]
     steps = max(info.num_examples // global_batch, 1)
     compile_phase = functools.partial(_compile_phase, net, strat, recipe, steps, batch_size=global_batch)
-    metrics = _fit_and_report(net, compile_phase, phases, train_ds, test_ds, info, strat, run_dir,
-                              options["class_weight"], options["verbose"], options["precise_bn"])
+    net, metrics = _fit_and_report(net, compile_phase, phases, train_ds, test_ds, info, strat, run_dir,
+                                   options["class_weight"], options["verbose"], options["precise_bn"])
     metrics.update(batch_size=global_batch, phases=[dict(start=a, end=b, backbone_frozen=f) for a, b, f in phases])
-    return metrics
+    return net, metrics
 
 
 def _run_dir(output):
@@ -150,12 +156,14 @@ def _phases(epochs, freeze_epochs):
 
 def _fit_and_report(net, compile_phase, phases, train_ds, test_ds, info, strat, run_dir, class_weight, verbose,
                     precise_bn=False):
-    """Fits `net` phase by phase with the run's callbacks, then evaluates it: the metrics of the run.
+    """Fits `net` phase by phase with the run's callbacks, then evaluates it: `(model to save, metrics)`.
 
     Each phase resumes after a kill from its own backup; a finished phase leaves its
     weights in backup/, so a rerun continues with the next phase from them. With
     `precise_bn` the BatchNorm statistics are recomputed from the final weights
-    before the evaluation (`training.recompute_batchnorm_statistics`).
+    before the evaluation (`training.recompute_batchnorm_statistics`). The model
+    saved and evaluated computes in float32, whatever precision it trained in
+    (`_float32_model`).
     """
     start, epochs_run = time.perf_counter(), 0
     for i, (first, end, frozen) in enumerate(phases, start=1):
@@ -177,12 +185,30 @@ def _fit_and_report(net, compile_phase, phases, train_ds, test_ds, info, strat, 
     # A short fine-tuning run ends with BatchNorm statistics of weights it no longer has: recompute them.
     bn_batches = training.recompute_batchnorm_statistics(net, train_ds) if precise_bn else 0
     seconds = time.perf_counter() - start
-    metrics = dict(output=run_dir, **_run_metrics(net, test_ds, info, strat), epochs=phases[-1][1],
-                   batchnorm_recomputed_batches=bn_batches,
+    trained_in, net = net.dtype_policy.name, _float32_model(net, strat)
+    metrics = dict(output=run_dir, **_run_metrics(net, test_ds, info, strat), precision=trained_in,
+                   epochs=phases[-1][1], batchnorm_recomputed_batches=bn_batches,
                    epochs_run_here=epochs_run, seconds=round(seconds, 1), data=info.details)
     metrics["per_class"] = per_class_report(net, test_ds, info.class_names,
                                             os.path.join(run_dir, "confusion_matrix.png"))
-    return metrics
+    return net, metrics
+
+
+def _float32_model(net, strat):
+    """`net`, computing in float32: what a run saves and evaluates, whatever precision it trained in.
+
+    Mixed precision is a way to train, as PyTorch's autocast is: the variables stay
+    float32, and the saved model computes in float32 like any keras.applications
+    model, so `predict --precision float32` means it on every machine and bfloat16 or
+    int8 stay choices made at inference (`inference_model`). The copy keeps the
+    compiled optimizer, whose state model.keras saves.
+    """
+    if net.dtype_policy.name == "float32":
+        return net
+    with strat.scope():
+        copy = inference_model(net, "float32")
+        copy.compile(optimizer=net.optimizer, loss=net.loss, metrics=["accuracy"])
+    return copy
 
 
 def _one_stream(dataset):
@@ -206,7 +232,6 @@ def _run_metrics(net, test_ds, info, strat):
         "model": net.name,
         "replicas": strat.num_replicas_in_sync,
         "strategy_class": type(strat).__name__,
-        "precision": keras.config.dtype_policy().name,
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
         "parameters": int(net.count_params()),

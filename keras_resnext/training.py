@@ -120,11 +120,13 @@ def _recipe(steps_per_epoch, epochs, peak, schedule, drops, warmup_epochs, weigh
 def set_precision(policy="auto"):
     """Sets the global Keras dtype policy and returns its name.
 
-    `"auto"`: `mixed_float16` on a GPU, `mixed_bfloat16` on a TPU, `float32` on a
-    CPU (these models' heads stay float32 under mixed precision, see `ResNeXt`).
+    `"auto"`: the fastest here (`keras_resnext.devices.training_precision`):
+    `mixed_float16` on a GPU, `mixed_bfloat16` on a TPU and on a CPU with native
+    bfloat16 (AVX-512 BF16 or AMX), `float32` on other CPUs. These models' heads
+    stay float32 under mixed precision (see `ResNeXt`).
     """
     if policy == "auto":
-        policy = {"tpu": "mixed_bfloat16", "gpu": "mixed_float16"}.get(devices.tf_accelerator(), "float32")
+        policy = devices.training_precision()[0]
     if policy not in PRECISIONS:
         raise ValueError(f"Unknown precision {policy!r}; expected auto, float32, mixed_float16 or mixed_bfloat16.")
     keras.config.set_dtype_policy(policy)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from helpers import ENV
-from keras_resnext import training
+from keras_resnext import devices, training
 
 
 def test_recipes_follow_the_paper():
@@ -61,9 +61,48 @@ def test_finetune_freezes_the_backbone_and_keeps_batchnorm_in_inference(fixtures
     assert len(model.trainable_weights) > 100
 
 
-def test_precision_auto_is_float32_on_cpu():
+AVX2 = {"avx2", "fma"}
+AVX512_BF16 = AVX2 | {"avx512f", "avx512_vnni", "avx512_bf16"}  # AMD EPYC (Zen 4 and later)
+AMX = AVX512_BF16 | {"amx_bf16", "amx_int8", "amx_tile"}  # Intel Xeon (Sapphire Rapids and later)
+
+
+@pytest.mark.parametrize("device, flags, onednn, expected", [
+    ("gpu", AVX2, True, "mixed_float16"),
+    ("tpu", AVX2, True, "mixed_bfloat16"),
+    (None, AVX2, True, "float32"),  # bfloat16 emulated: slower than float32
+    (None, AVX512_BF16, True, "mixed_bfloat16"),
+    (None, AMX, True, "mixed_bfloat16"),
+    (None, AVX512_BF16, False, "float32"),  # TensorFlow's own kernels, without oneDNN's bfloat16 ones
+])
+def test_auto_training_precision_is_bfloat16_where_the_cpu_has_it(monkeypatch, device, flags, onednn, expected):
+    monkeypatch.setattr(devices, "accelerator", lambda: device)
+    monkeypatch.setattr(devices, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(devices, "tf_onednn_enabled", lambda: onednn)
+    monkeypatch.setattr(devices, "amx_usable", lambda: ("amx_tile" in flags, "yes" if "amx_tile" in flags else "no"))
+    policy, why = devices.training_precision()
+    assert policy == expected and why
+    assert why.startswith("AMX") == (flags is AMX)  # says which unit makes bfloat16 fast
     try:
-        assert training.set_precision("auto") == "float32"
+        assert training.set_precision("auto") == expected == keras.config.dtype_policy().name
+    finally:
+        keras.config.set_dtype_policy("float32")
+    info = dict(devices.facts())
+    assert info["training precision 'auto'"] == f"{policy} ({why})"
+
+
+def test_onednn_held_below_bfloat16_keeps_float32(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA=AVX2 leaves oneDNN no bfloat16 convolution at all: auto must not pick it."""
+    monkeypatch.setattr(devices, "accelerator", lambda: None)
+    monkeypatch.setattr(devices, "cpu_flags", lambda: AVX512_BF16)
+    monkeypatch.setattr(devices, "tf_onednn_enabled", lambda: True)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert not devices.cpu_has_native_bf16() and devices.training_precision()[0] == "float32"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core_bf16")
+    assert devices.cpu_has_native_bf16() and devices.training_precision()[0] == "mixed_bfloat16"
+
+
+def test_precision_names_a_policy_and_the_head_stays_float32():
+    try:
         assert training.set_precision("mixed_bfloat16") == "mixed_bfloat16"
         import keras_resnext as kr
 
