@@ -1,7 +1,11 @@
 """Inference and training img/s of ResNeXt50 against keras.applications.ResNet50, side by side.
 
 Rows: keras.applications.ResNet50; keras_resnext.ResNeXt50 (grouped convs on the
-"auto" path); the same ResNeXt50 on the "native" path, which is what
+"auto" path, BatchNorm trained with one fused kernel); the same ResNeXt50 training
+with Keras' own BatchNorm ops (`fused=False`), which shows what the fused kernel
+gives; on a CPU with native bfloat16 (or with --bf16), both models and the unfused
+ResNeXt50 trained under `mixed_bfloat16` (what `train --precision auto` picks
+there); the same ResNeXt50 on the "native" path, which is what
 `keras.layers.Conv2D(groups=32)` runs (XLA on TensorFlow); and, with --onnx, the
 same ResNeXt50 exported by `keras_resnext.export.to_onnx` in onnxruntime. With
 --deploy, the deployment rows (inference only): both models as
@@ -18,7 +22,7 @@ Every round times each row once, in turn (interleaved), so machine noise hits
 all alike; medians over rounds are printed, with ratios to ResNet50. Training
 steps use compile() defaults (jit_compile="auto") and SGD.
 
-    python benchmarks/speed.py [--batch 16] [--rounds 5] [--native-train-batch 2] [--onnx] [--deploy]
+    python benchmarks/speed.py [--batch 16] [--rounds 5] [--native-train-batch 2] [--onnx] [--deploy] [--bf16]
 """
 
 import argparse
@@ -130,6 +134,39 @@ def openvino_runner(path):
     return lambda x: request.infer([x])
 
 
+def unfused(model):
+    """`model` with every TorchBatchNormalization training on Keras' own ops, recompiled: the pre-fusion step."""
+    for layer in model._flatten_layers():
+        if isinstance(layer, kr.layers.TorchBatchNormalization):
+            layer.fused = False
+    return compiled(model)
+
+
+def training_rows(resnext, args, include_bf16):
+    """Training-only rows: ResNeXt50 on Keras' BatchNorm ops (TensorFlow, where the fused kernel is);
+    with `include_bf16`, the models under mixed_bfloat16."""
+    macs = count_macs(resnext)
+    fusing = keras.backend.backend() == "tensorflow"
+    rows = {}
+    if fusing:
+        rows["ResNeXt50, Keras' BatchNorm ops"] = (None, args.batch, unfused(kr.ResNeXt50(weights=None)).train_on_batch,
+                                                   macs)
+    if not include_bf16:
+        return rows
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        resnet = compiled(keras.applications.ResNet50(weights=None))
+        fused = compiled(kr.ResNeXt50(weights=None))
+        keras_ops = unfused(kr.ResNeXt50(weights=None)) if fusing else None
+    finally:
+        keras.config.set_dtype_policy("float32")
+    rows["ResNet50 mixed_bfloat16"] = (None, args.batch, resnet.train_on_batch, count_macs(resnet))
+    rows["ResNeXt50 mixed_bfloat16"] = (None, args.batch, fused.train_on_batch, macs)
+    if fusing:
+        rows["ResNeXt50 mixed_bfloat16, Keras' BN"] = (None, args.batch, keras_ops.train_on_batch, macs)
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=16)
@@ -140,15 +177,20 @@ def main(argv=None):
     parser.add_argument("--onnx", action="store_true", help="add ResNeXt50 in onnxruntime (inference)")
     parser.add_argument("--deploy", action="store_true", help="add bfloat16, int8 and LiteRT rows (inference)")
     parser.add_argument("--no-train", action="store_true", help="time inference only")
+    parser.add_argument("--bf16", action="store_true",
+                        help="add the mixed_bfloat16 training rows on a CPU without native bfloat16 (emulated, slow)")
     args = parser.parse_args(argv)
     devices.report()  # the machine: CPU features, oneDNN, the grouped-conv path "auto" takes
 
     resnet = compiled(keras.applications.ResNet50(weights=None))
     resnext = compiled(kr.ResNeXt50(weights=None))
-    rows = {  # name: (infer(x), train batch size, train(x, y) or None, GMACs)
+    macs = count_macs(resnext)
+    rows = {  # name: (infer(x) or None, train batch size, train(x, y) or None, MACs)
         BASELINE: (resnet.predict_on_batch, args.batch, resnet.train_on_batch, count_macs(resnet)),
-        "ResNeXt50 (keras_resnext)": (resnext.predict_on_batch, args.batch, resnext.train_on_batch, count_macs(resnext)),
+        "ResNeXt50 (keras_resnext)": (resnext.predict_on_batch, args.batch, resnext.train_on_batch, macs),
     }
+    if not args.no_train:
+        rows.update(training_rows(resnext, args, include_bf16=args.bf16 or devices.cpu_has_native_bf16()))
     if not args.no_native:
         native = compiled(kr.ResNeXt((3, 4, 6, 3), 32, 4, name="native", conv_implementation="native"))
         native.set_weights(resnext.get_weights())
@@ -173,23 +215,29 @@ def main(argv=None):
 
     x, _ = batch_of(args.batch)
     for infer, n, train, _ in rows.values():  # warm-up: tracing and first-call costs
-        infer(x)
+        if infer:
+            infer(x)
         if train and n:
             train(*batch_of(n))
     results = {name: {"infer": [], "train": []} for name in rows}
     for _ in range(args.rounds):
         for name, (infer, n, train, _) in rows.items():
-            results[name]["infer"].append(args.batch / timed(infer, x))
+            if infer:
+                results[name]["infer"].append(args.batch / timed(infer, x))
             if train and n:
                 results[name]["train"].append(n / timed(train, *batch_of(n)))
 
     base = {k: statistics.median(v) for k, v in results[BASELINE].items() if v}
     print(f"backend={keras.backend.backend()} batch={args.batch} rounds={args.rounds} "
           f"cores={os.cpu_count()} (median img/s; ratio = x {BASELINE.split()[0]})")
-    print(f"{'model':34s} {'GMACs':>6s} {'infer':>8s} {'ratio':>6s} {'train':>8s} {'ratio':>6s}")
+    print(f"{'model':38s} {'GMACs':>6s} {'infer':>8s} {'ratio':>6s} {'train':>8s} {'ratio':>6s}")
     for name, r in results.items():
-        infer = statistics.median(r["infer"])
-        line = f"{name:34s} {rows[name][3] / 1e9:6.2f} {infer:8.2f} {infer / base['infer']:6.2f}"
+        line = f"{name:38s} {rows[name][3] / 1e9:6.2f}"
+        if r["infer"]:
+            infer = statistics.median(r["infer"])
+            line += f" {infer:8.2f} {infer / base['infer']:6.2f}"
+        else:
+            line += f" {'':8s} {'':6s}"
         if r["train"]:
             train = statistics.median(r["train"])
             line += f" {train:8.3f} {train / base['train']:6.3f}"

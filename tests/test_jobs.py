@@ -62,6 +62,27 @@ def test_the_main_job_learns_as_well_in_bfloat16_as_in_float32(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_job_time_benchmark_accounts_for_the_whole_process():
+    """benchmarks/job_time.py on a 2-epoch job: every part of the split, adding up to the process's time."""
+    import pathlib
+    import re
+
+    script = pathlib.Path(__file__).parents[1] / "benchmarks" / "job_time.py"
+    result = subprocess.run([sys.executable, str(script), "--epochs", "2", "--precision", "float32"], env=ENV,
+                            capture_output=True, text=True, timeout=600, cwd=script.parent)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("cpu: ") and "precision float32; 2 epochs" in lines[0]
+    rows = (re.fullmatch(r"(.+?)\s+([\d.]+)\s+[\d.]+%", line) for line in lines[2:-1])
+    parts = {row[1]: float(row[2]) for row in rows if row}
+    assert {"training steps", "first step (tracing it)", "validation", "backup", "python start, imports",
+            "between steps", "other"} <= set(parts)
+    whole = float(lines[-1].split()[-1])
+    assert sum(parts.values()) == pytest.approx(whole, abs=0.02 * len(parts))
+    assert 0 <= parts["other"] < 0.1 * whole  # the clocks cover the job
+
+
+@pytest.mark.slow
 def test_a_killed_run_resumes_where_it_stopped(tmp_path):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "keras_resnext.cli", "train", "--epochs", "6", "--output", str(out)]
