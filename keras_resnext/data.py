@@ -1,12 +1,19 @@
-"""Input pipelines: tensorflow-datasets and the embedded digits, with the paper's augmentation.
+"""Input pipelines: tensorflow-datasets, image folders and the embedded digits, with the paper's augmentation.
 
     train, info = load_dataset("cifar10", "train", batch_size=128, data_dir="~/tfds")
     test, _ = load_dataset("cifar10", "test", batch_size=256, data_dir="~/tfds")
 
 Every pipeline yields `(images, labels)`: float32 NHWC images normalised as by
-`keras_resnext.preprocess_input`, int labels. Random augmentation is stateless and
-seeded per element (`tf.data.Dataset.random`), so a seeded pipeline is
-deterministic and still differs from epoch to epoch.
+`keras_resnext.preprocess_input`, int labels; or, with `dtype="uint8"`, the raw
+pixels, which a model built with `include_preprocessing=True` normalises itself on
+its device. Random augmentation is stateless and seeded per element
+(`tf.data.Dataset.random`), so a seeded pipeline is deterministic and still differs
+from epoch to epoch.
+
+ImageNet-style training crops (image folders, `imagenet2012`) of a JPEG decode only
+the crop: the box is drawn from the size in the file's header, and
+`tf.image.decode_and_crop_jpeg` decodes just its blocks, the same pixels a full
+decode and a slice would give. Other formats are decoded whole, as for evaluation.
 """
 
 import dataclasses
@@ -17,10 +24,12 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_resnext.config import DATASETS, eval_split  # noqa: F401 (eval_split re-exported)
+from keras_resnext import service
+from keras_resnext.config import DATASETS, check_choice, eval_split  # noqa: F401 (eval_split re-exported)
 from keras_resnext.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD
 
 AUTOTUNE = tf.data.AUTOTUNE
+DTYPES = ("float32", "uint8")
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
@@ -54,6 +63,8 @@ def load_dataset(
     val_split=0.2,
     split_seed=0,
     strict=False,
+    dtype="float32",
+    data_service=None,
 ):
     """A batched, prefetched `tf.data.Dataset` of `(images, labels)` and its `DatasetInfo`.
 
@@ -76,35 +87,60 @@ def load_dataset(
             as the test split when the folder has none (stratified; the same
             `split_seed` gives the same split on every rerun), and whether a file
             that does not decode is refused instead of skipped.
+        dtype: `"float32"`, images normalised with the data set's mean and std,
+            or `"uint8"`, the raw pixels (a quarter of the bytes to move), for a
+            model that normalises them itself (`include_preprocessing=True`).
+        data_service: `"grpc://host:port"` of a tf.data service dispatcher: the
+            pipeline then runs on the service's workers, each example once per
+            epoch across them (`"distributed_epoch"`), and its batches stream
+            here. The service has no authentication: keep it on a private network.
     """
     training = split == "train" if training is None else training
     drop_remainder = training if drop_remainder is None else drop_remainder
+    check_choice("dtype", dtype, DTYPES)
     ds, info, augment = _source(name, split, data_dir, download, val_split, split_seed, strict)
     info = dataclasses.replace(info, image_size=image_size or info.image_size, crop_pct=crop_pct)
     if cache:
         ds = ds.cache()
+    # One map per example does all its work, an image folder's file reads included: every map stage
+    # costs a hand-over per element (measured: 7% of the JPEG pipeline's speed for the read alone).
+    finish = functools.partial(_finish, info=info, dtype=dtype)
+    read = tf.io.read_file if name.startswith("folder:") else (lambda data: data)
     if training:
-        ds = _augmented(ds, info, augment, seed)
+        ds = _augmented(ds, info, augment, seed, lambda data: data if augment else read(data), finish)
     elif augment is not None:
-        ds = ds.map(lambda image, label: (_resize(image, info.image_size), label), num_parallel_calls=AUTOTUNE)
-    else:
-        ds = ds.map(lambda image, label: (_center_crop(image, info.image_size, crop_pct), label),
+        ds = ds.map(lambda image, label: (finish(_resize(image, info.image_size)), label), num_parallel_calls=AUTOTUNE)
+    else:  # encoded images (see `_source`): decoded whole, for the exact evaluation transform
+        ds = ds.map(lambda data, label: (finish(_center_crop(decode(read(data)), info.image_size, crop_pct)), label),
                     num_parallel_calls=AUTOTUNE)
-    mean = tf.constant(info.mean, tf.float32) * 255.0
-    std = tf.constant(info.std, tf.float32) * 255.0
-    ds = ds.map(lambda image, label: ((image - mean) / std, label), num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+    if data_service is not None:
+        ds = service.distribute(ds, data_service)
     options = tf.data.Options()
     # Unseeded training may reorder for speed; evaluation keeps the split's order.
     options.deterministic = seed is not None or not training
     return ds.with_options(options).prefetch(AUTOTUNE), info
 
 
-def _source(name, split, data_dir, download, val_split=0.2, seed=0, strict=False):
-    """`(examples, info, augment)`: decoded `(image, label)` pairs and the data set's augmentation.
+def _finish(image, info, dtype):
+    """A float image in [0, 255] as the pipeline yields it: normalised float32, or rounded to uint8."""
+    if dtype == "uint8":
+        return tf.cast(tf.round(image), tf.uint8)  # in [0, 255] already: a bilinear resize of uint8 stays in it
+    # (image - mean) / std, computed on rows with mean and std repeated along them: broadcast over the
+    # three channels alone, TensorFlow's CPU kernels ran it at a third of the speed (the same values).
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    mean = tf.tile(tf.constant(info.mean, tf.float32) * 255.0, [width])
+    std = tf.tile(tf.constant(info.std, tf.float32) * 255.0, [width])
+    return tf.reshape((tf.reshape(image, [height, -1]) - mean) / std, [height, width, 3])
 
-    `augment` is the paper's pad-and-crop for small images, or None for the
-    ImageNet-style random-resized crop.
+
+def _source(name, split, data_dir, download, val_split=0.2, seed=0, strict=False):
+    """`(examples, info, augment)`: `(image, label)` pairs and the data set's augmentation.
+
+    `augment` is the paper's pad-and-crop for small images, whose examples are
+    decoded; or None for the ImageNet-style random-resized crop, whose examples
+    are the encoded files (an image folder's: their paths), for the crop to decode
+    (`_training_crop`).
     """
     if name == "digits":
         ds, info = _digits(split)
@@ -116,13 +152,13 @@ def _source(name, split, data_dir, download, val_split=0.2, seed=0, strict=False
         ds, info = _image_folder(name[len("folder:"):], split, val_split, seed, strict)
         return ds, info, None
     if name == "imagenet2012":
-        ds, info = _tfds(name, split, data_dir, download, IMAGENET_MEAN, IMAGENET_STD, 224)
+        ds, info = _tfds(name, split, data_dir, download, IMAGENET_MEAN, IMAGENET_STD, 224, encoded=True)
         return ds, info, None
     raise ValueError(f"Unknown dataset {name!r}; expected one of {', '.join(DATASETS)}.")
 
 
-def _augmented(ds, info, augment, seed):
-    """Shuffled, randomly augmented training examples (stateless, seeded per example)."""
+def _augmented(ds, info, augment, seed, read, finish):
+    """Shuffled, randomly augmented training examples (stateless, seeded per example), `read` and `finish`ed."""
     size = info.image_size
     buffer = min(info.num_examples, 10_000) if info.num_examples > 0 else 10_000
     ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
@@ -130,8 +166,8 @@ def _augmented(ds, info, augment, seed):
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
     ds = tf.data.Dataset.zip((ds, seeds))
     if augment is not None:
-        return ds.map(lambda ex, s: (augment(_resize(ex[0], size), s), ex[1]), num_parallel_calls=AUTOTUNE)
-    return ds.map(lambda ex, s: (_inception_crop(ex[0], size, s), ex[1]), num_parallel_calls=AUTOTUNE)
+        return ds.map(lambda ex, s: (finish(augment(_resize(ex[0], size), s)), ex[1]), num_parallel_calls=AUTOTUNE)
+    return ds.map(lambda ex, s: (finish(_training_crop(read(ex[0]), size, s)), ex[1]), num_parallel_calls=AUTOTUNE)
 
 
 def digits_arrays(split):
@@ -160,7 +196,8 @@ def _digits(split):
     return ds, info
 
 
-def _tfds(name, split, data_dir, download, mean, std, image_size):
+def _tfds(name, split, data_dir, download, mean, std, image_size, encoded=False):
+    """A tfds split as `(image, label)`: decoded RGB, or with `encoded` the image files as stored."""
     import tensorflow_datasets as tfds
 
     data_dir = os.path.expanduser(data_dir) if data_dir else None
@@ -172,8 +209,12 @@ def _tfds(name, split, data_dir, download, mean, std, image_size):
     splits = builder.info.splits
     if splits and split not in splits:
         raise ValueError(f"{name} has splits {', '.join(splits)}; received split={split!r}.")
-    ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
-    ds = ds.map(lambda image, label: (_rgb(image), label), num_parallel_calls=AUTOTUNE)
+    if encoded:  # tfds would decode every image whole before it is cropped
+        ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False,
+                                decoders={"image": tfds.decode.SkipDecoding()})
+    else:
+        ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+        ds = ds.map(lambda image, label: (_rgb(image), label), num_parallel_calls=AUTOTUNE)
     label = builder.info.features["label"]
     num_examples = splits[split].num_examples if split in splits else -1  # unknown (e.g. mocked)
     info = DatasetInfo(name, label.num_classes, tuple(label.names), num_examples, image_size, mean, std)
@@ -195,12 +236,7 @@ def _image_folder(root, split, val_split, seed, strict):
     items = folder.splits[split]
     paths = tf.constant([path for path, _ in items], tf.string)
     labels = tf.constant([label for _, label in items], tf.int64)
-
-    def decode(path, label):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        return tf.ensure_shape(image, [None, None, 3]), label
-
-    ds = tf.data.Dataset.from_tensor_slices((paths, labels)).map(decode, num_parallel_calls=AUTOTUNE)
+    ds = tf.data.Dataset.from_tensor_slices((paths, labels))  # read where they are decoded (`load_dataset`)
     info = DatasetInfo(f"folder:{root}", len(folder.class_names), folder.class_names, len(items), 224,
                        IMAGENET_MEAN, IMAGENET_STD, details=folder.summary())
     return ds, info
@@ -242,10 +278,16 @@ def _pad_crop_augment(pad, flip):
     return augment
 
 
-def _inception_crop(image, size, seed):
-    """ImageNet training crop: 8%-100% of the area, aspect 3/4-4/3, resized to `size`, flipped."""
-    begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image),
+def decode(data):
+    """An encoded image (JPEG, PNG, GIF, BMP, WebP) as uint8 RGB, `(height, width, 3)`."""
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    return tf.ensure_shape(image, [None, None, 3])
+
+
+def _crop_box(shape, seed):
+    """The ImageNet training crop's box in an image of `shape`: `(begin, size)` for `tf.slice`."""
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        shape,
         bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
         seed=seed,
         area_range=(0.08, 1.0),
@@ -253,9 +295,37 @@ def _inception_crop(image, size, seed):
         max_attempts=10,
         use_image_if_no_bounding_boxes=True,
     )
-    image = tf.slice(image, begin, crop_size)
-    image = tf.image.resize(tf.cast(image, tf.float32), (size, size), method="bilinear")
-    return tf.image.stateless_random_flip_left_right(image, seed=seed[::-1])
+    return begin, size
+
+
+def _training_crop(data, size, seed, fused_jpeg=True):
+    """ImageNet training crop of an encoded image: 8%-100% of the area, aspect 3/4-4/3, resized to `size`, flipped.
+
+    A JPEG is cropped while it is decoded: the box comes from the size in its header
+    (the same box as from the decoded image's shape) and only its blocks are decoded.
+    `fused_jpeg=False` decodes JPEGs whole too (benchmarks/pipeline.py compares them).
+    """
+
+    def decode_crop_jpeg():
+        shape = tf.image.extract_jpeg_shape(data)
+        begin, crop = _crop_box(shape, seed)
+        # Subsampled chroma is upsampled from the columns either side of each pixel: the window's edge
+        # columns come out different unless those neighbours are decoded too. With them, and sliced off,
+        # the crop is exactly the full decode's pixels.
+        left, right = tf.minimum(begin[1], 1), tf.minimum(shape[1] - begin[1] - crop[1], 1)
+        window = tf.stack([begin[0], begin[1] - left, crop[0], crop[1] + left + right])
+        return tf.image.decode_and_crop_jpeg(data, window, channels=3)[:, left:left + crop[1]]
+
+    def decode_then_crop():
+        image = decode(data)
+        begin, crop = _crop_box(tf.shape(image), seed)
+        return tf.slice(image, begin, crop)
+
+    image = tf.cond(tf.io.is_jpeg(data), decode_crop_jpeg, decode_then_crop) if fused_jpeg else decode_then_crop()
+    # Flipped while uint8 and resized from uint8 (the resize kernel reads it directly): a quarter of the bytes
+    # to move, at most a rounding (1e-4) from flipping the float result.
+    image = tf.image.stateless_random_flip_left_right(image, seed=seed[::-1])
+    return tf.image.resize(image, (size, size), method="bilinear")
 
 
 def _center_crop(image, size, crop_pct):
