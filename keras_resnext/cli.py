@@ -96,7 +96,7 @@ def cmd_train(args):
         strategy=args.strategy, precision=args.precision, seed=args.seed, schedule=args.schedule,
         label_smoothing=args.label_smoothing, val_split=args.val_split, strict=args.strict,
         class_weight=args.class_weight, image_size=args.image_size, freeze_epochs=args.freeze_epochs,
-        overwrite=args.overwrite, optimizer=args.optimizer,
+        overwrite=args.overwrite, optimizer=args.optimizer, data_service=args.data_service,
     )
     if metrics.get("already_complete"):
         print(f"{metrics['output']} is a completed run (pass --overwrite to train it again):")
@@ -292,6 +292,9 @@ def _train_parser(sub):
     p.add_argument("--strict", action="store_true", help="refuse image files that do not decode (default: skip)")
     p.add_argument("--class-weight", default=None, choices=("balanced",), help="weigh the loss by 1 / class frequency")
     p.add_argument("--overwrite", action="store_true", help="train afresh in a run folder that holds a finished run")
+    p.add_argument("--data-service", default=None, metavar="grpc://HOST:PORT",
+                   help="run the training pipeline on a tf.data service's workers (python -m keras_resnext.service); "
+                        "no authentication: private networks only")
     p.set_defaults(func=cmd_train)
     return p
 

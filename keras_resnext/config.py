@@ -60,6 +60,7 @@ STEM_BN = "stem_bn"
 STEM_RELU = "stem_relu"
 CLASSIFIER = "predictions"
 NONFINITE_GUARD = "propagate_nonfinite"
+PREPROCESSING = "preprocessing"  # with include_preprocessing: the input's normalisation
 
 
 _BLOCK_NAME = re.compile(r"stage(\d+)_block(\d+)")

@@ -1,4 +1,12 @@
-"""tf.distribute strategies by name, and a narrow fix that lets Keras `fit` run multi-worker.
+"""Data-parallel training by name: tf.distribute strategies on TensorFlow, keras.distribution on JAX.
+
+On TensorFlow `make_strategy` returns a `tf.distribute.Strategy`. On JAX a tf.distribute
+strategy would do nothing for the model (it trains on one device), so there it returns
+a `JaxDataParallel`: Keras' `DataParallel` over the host's devices, with the two things
+`train` asks of a strategy (`scope()`, `num_replicas_in_sync`). Its BatchNorm statistics
+are those of the global batch (one SPMD program), where TensorFlow's replicas keep their own.
+
+A narrow fix that lets Keras `fit` run multi-worker on TensorFlow:
 
 Keras 3 (up to at least 3.15) fails in `fit` under `MultiWorkerMirroredStrategy`
 (keras-team/keras#20585), at two points of its TensorFlow trainer:
@@ -16,6 +24,7 @@ a multi-worker strategy, only on Keras versions known to need it, and it changes
 nothing for other strategies.
 """
 
+import contextlib
 import json
 import os
 
@@ -94,19 +103,62 @@ def is_chief():
     return kind == "chief" or (not has_chief and kind == "worker" and index == 0)
 
 
-def make_strategy(name="auto"):
-    """A `tf.distribute.Strategy` by name.
+class JaxDataParallel:
+    """Keras' `DataParallel` over `devices` (JAX), as `train` uses a tf.distribute strategy; None: one device.
 
-    - `"auto"`: a TPU if one is configured, several GPUs mirrored, else the default.
-    - `"one"`: `OneDeviceStrategy` on the first GPU, or the CPU.
-    - `"mirrored"`: `MirroredStrategy` over the local GPUs (or CPU devices).
-    - `"multiworker"`: `MultiWorkerMirroredStrategy`, configured by `TF_CONFIG`.
-    - `"tpu"`: `TPUStrategy` from `TPUClusterResolver`.
+    `scope()` holds the distribution while variables are made and `fit` runs (Keras
+    reads it then to replicate the weights and split each batch across the devices).
     """
-    import tensorflow as tf
 
+    def __init__(self, devices=None):
+        self.distribution = keras.distribution.DataParallel(devices=devices) if devices else None
+        self.num_replicas_in_sync = len(devices) if devices else 1
+
+    def scope(self):
+        return self.distribution.scope() if self.distribution else contextlib.nullcontext()
+
+    def describe(self):
+        """What metrics.json records of it."""
+        if self.distribution is None:
+            return {"engine": "keras.distribution", "class": None, "devices": 1}
+        return {"engine": "keras.distribution", "class": type(self.distribution).__name__,
+                "devices": [str(d) for d in self.distribution.device_mesh.devices.flatten()]}
+
+
+def describe(strategy):
+    """`{"engine", "class", "devices"}`: the distribution a run trained under, for metrics.json."""
+    if isinstance(strategy, JaxDataParallel):
+        return strategy.describe()
+    return {"engine": "tf.distribute", "class": type(strategy).__name__, "devices": strategy.num_replicas_in_sync}
+
+
+def run_scope(strategy):
+    """What a whole run (building, fitting, saving) runs under: a JAX distribution's scope; tf.distribute needs none."""
+    return strategy.scope() if isinstance(strategy, JaxDataParallel) else contextlib.nullcontext()
+
+
+def make_strategy(name="auto"):
+    """A `tf.distribute.Strategy` by name, or on JAX a `JaxDataParallel`.
+
+    - `"auto"`: a TPU if one is configured, several GPUs mirrored, else the default
+      (JAX: `DataParallel` over the devices when there are several).
+    - `"one"`: `OneDeviceStrategy` on the first GPU, or the CPU (JAX: one device).
+    - `"mirrored"`: `MirroredStrategy` over the local GPUs (or CPU devices) (JAX:
+      `DataParallel` over the local devices).
+    - `"multiworker"`: `MultiWorkerMirroredStrategy`, configured by `TF_CONFIG`
+      (TensorFlow only).
+    - `"tpu"`: `TPUStrategy` from `TPUClusterResolver` (JAX: `DataParallel` over the
+      TPU cores JAX sees).
+    """
     if name not in STRATEGIES:
         raise ValueError(f"Unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}.")
+    if keras.backend.backend() == "jax":
+        return _jax_strategy(name)
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(f"Strategies are made for the TensorFlow and JAX backends; the backend is "
+                         f"{keras.backend.backend()!r}.")
+    import tensorflow as tf
+
     if name == "auto":
         name = _auto_strategy()
         if name is None:
@@ -124,6 +176,21 @@ def make_strategy(name="auto"):
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
+
+
+def _jax_strategy(name):
+    """`make_strategy` on JAX: keras.distribution's DataParallel, or a one-line error for what it cannot do."""
+    import jax
+
+    local = jax.local_devices()
+    if name == "multiworker":
+        raise ValueError("--strategy multiworker needs the TensorFlow backend (TF_CONFIG's workers); on JAX, "
+                         "'mirrored' trains data-parallel over this host's devices.")
+    if name == "tpu" and jax.default_backend() != "tpu":
+        raise ValueError(f"--strategy tpu: JAX sees no TPU here (its devices: {jax.default_backend()}).")
+    if name == "one" or (name == "auto" and len(local) == 1):
+        return JaxDataParallel()
+    return JaxDataParallel(local)
 
 
 def _auto_strategy():

@@ -78,8 +78,9 @@ def to_onnx(model, path, opset=None, batch_size=None, quantize=None, calibration
             model's input (see the module's documentation); up to 512 are used.
 
     The graph's input is `images` (NHWC float32, preprocessed as by
-    `keras_resnext.preprocess_input`); its output is `probabilities`, `logits` or
-    `features`, by what the model returns.
+    `keras_resnext.preprocess_input`, or raw pixels in [0, 255] for a model built
+    with `include_preprocessing=True`, which normalises them in the graph); its
+    output is `probabilities`, `logits` or `features`, by what the model returns.
     """
     _require_tensorflow_backend("to_onnx")
     import onnx
@@ -127,10 +128,14 @@ def calibration_batches(model, data, what):
 
 
 def _check_calibration_batch(model, batch, what):
+    from keras_resnext.models import includes_preprocessing
+
     expected = tuple(model.inputs[0].shape[1:])
-    if batch.dtype.kind != "f":
-        raise ValueError(f"{what}: calibration images must be floating point, preprocessed as the model's input; "
-                         f"got dtype {batch.dtype}.")
+    raw_pixels = batch.dtype == np.uint8 and includes_preprocessing(model)  # such a model takes them
+    if batch.dtype.kind != "f" and not raw_pixels:
+        raise ValueError(f"{what}: calibration images must be floating point, preprocessed as the model's input "
+                         f"(or uint8 pixels, for a model built with include_preprocessing=True); got dtype "
+                         f"{batch.dtype}.")
     if not fits_input(expected, batch.shape):
         raise ValueError(f"{what}: calibration images must have shape (N, {', '.join(map(str, expected))}) "
                          f"as the model's input; got {batch.shape}.")
@@ -217,7 +222,8 @@ def to_saved_model(model, path, mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size
       (what TF Serving's REST API sends as `{"b64": ...}`), decoded and resized
       to the model's input size (`image_size` when the model's is not fixed).
 
-    Both apply `preprocess_input`'s normalisation (`mean`/`std`), run the model and
+    Both apply `preprocess_input`'s normalisation (`mean`/`std`), unless the model
+    normalises its input itself (`include_preprocessing`), run the model and
     return `{name: output}` with name as in `to_onnx`.
     """
     _require_tensorflow_backend("to_saved_model")
@@ -241,6 +247,8 @@ def _serving_functions(model, mean, std, image_size):
     """The two serving functions of `to_saved_model`: from uint8 pixels, and from encoded image files."""
     import tensorflow as tf
 
+    from keras_resnext.models import includes_preprocessing
+
     height, width = model.inputs[0].shape[1:3]
     size = (height or image_size, width or image_size)
     scale = tf.constant(255.0 * np.asarray(std, "float32"))
@@ -248,6 +256,8 @@ def _serving_functions(model, mean, std, image_size):
     output_name = _output_name(model)
 
     def run(pixels):
+        if includes_preprocessing(model):  # the model normalises its input itself
+            return {output_name: model(pixels, training=False)}
         return {output_name: model(pixels / scale - offset, training=False)}
 
     def serve(images):

@@ -19,7 +19,7 @@ import warnings
 import keras
 
 from keras_resnext import devices, int8
-from keras_resnext.config import CLASSIFIER, INFERENCE_PRECISIONS, check_choice
+from keras_resnext.config import CLASSIFIER, INFERENCE_PRECISIONS, PREPROCESSING, check_choice
 
 
 def resolve_precision(precision="auto"):
@@ -70,8 +70,8 @@ def inference_model(model, precision="auto", calibration_data=None, engine="auto
         raise ValueError(f"inference_model needs a functional model (as keras_resnext builds); got {type(model).__name__}.")
     policy = "float32" if precision == "float32" else f"mixed_{precision}"
     for layer in config["layers"]:
-        if layer["class_name"] != "InputLayer":  # every layer takes the policy; the classifier stays float32
-            layer["config"]["dtype"] = "float32" if layer["config"]["name"] == CLASSIFIER else policy
+        if layer["class_name"] != "InputLayer":  # every layer takes the policy; the ends stay float32
+            layer["config"]["dtype"] = "float32" if layer["config"]["name"] in (CLASSIFIER, PREPROCESSING) else policy
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)  # what the blocks' inner layers, made in their constructors, take
     try:

@@ -23,11 +23,12 @@ DEFAULT_EPOCHS = {"digits": 20, "cifar10": 300, "cifar100": 300}
 SMALL_IMAGE_DATASETS = ("digits", "cifar10", "cifar100")
 
 
-def build_model(name, classes, image_size, weights=None):
+def build_model(name, classes, image_size, weights=None, include_preprocessing=False):
     """The model `name` (see `models.constructor_for`) for `classes` classes of `image_size` images.
 
     Pretrained weights with another class count keep their backbone and get a new
-    head for `classes` (one warning says so).
+    head for `classes` (one warning says so). `include_preprocessing` is the
+    constructors' (`keras_resnext.ResNeXt`).
     """
     constructor = models.constructor_for(name)
     input_shape = (image_size, image_size, 3)
@@ -35,8 +36,9 @@ def build_model(name, classes, image_size, weights=None):
         warnings.warn(f"Fine-tuning: the pretrained classifier is replaced by a new {classes}-class head.",
                       stacklevel=2)
         return training.finetune_model(constructor, classes, weights=weights, input_shape=input_shape,
-                                       freeze_backbone=False)
-    return constructor(weights=weights, classes=classes, input_shape=input_shape)
+                                       freeze_backbone=False, include_preprocessing=include_preprocessing)
+    return constructor(weights=weights, classes=classes, input_shape=input_shape,
+                       include_preprocessing=include_preprocessing)
 
 
 def train(
@@ -61,6 +63,7 @@ def train(
     freeze_epochs=None,
     overwrite=False,
     optimizer="paper",
+    data_service=None,
 ):
     """Trains, evaluates and writes a run folder; returns the metrics dict.
 
@@ -77,6 +80,9 @@ def train(
 
     `optimizer` is the recipes' (`training.sgd`): `"paper"`, the paper's step,
     or `"decoupled"`, Keras' SGD with decoupled weight decay.
+
+    `data_service` (`"grpc://host:port"`) runs the training pipeline on a tf.data
+    service's workers (see `keras_resnext.service`); evaluation stays here.
 
     `precision` is a Keras dtype policy, or `"auto"`: the fastest here
     (`keras_resnext.devices.training_precision`), `mixed_bfloat16` on a CPU with
@@ -100,22 +106,35 @@ def train(
     training.set_precision(precision)  # which may ask for the devices, starting the runtime
     train_ds, test_ds, info, global_batch = _fitting_batches(dataset, batch_size * strat.num_replicas_in_sync, dict(
         image_size=_image_size(image_size, model, dataset), seed=seed, data_dir=data_dir, download=download,
-        val_split=val_split, strict=strict, one_hot=bool(label_smoothing), crop_pct=eval_crop(model, weights)))
-    weights_per_class = _class_weights(info, class_weight)
+        val_split=val_split, strict=strict, one_hot=bool(label_smoothing), crop_pct=eval_crop(model, weights),
+        dtype="uint8", data_service=data_service))
     finetuning = weights is not None and info.num_classes != 1000
     phases = _phases(epochs, int(finetuning and epochs > 1) if freeze_epochs is None else freeze_epochs)
-    recipe = functools.partial(training.imagenet_recipe if info.image_size >= 128 else training.cifar_recipe,
-                               schedule=schedule, label_smoothing=label_smoothing, optimizer=optimizer)
-    with strat.scope():
-        net = build_model(model, info.num_classes, info.image_size, weights)
+    recipe = _recipe_for(info, schedule=schedule, label_smoothing=label_smoothing, optimizer=optimizer)
+    net = _build_for_run(strat, model, info, weights)
     # Only now, with the data and the model known to be good, is anything written: bad input writes nothing.
-    with run_folder.recording(run_dir):
-        net, metrics = _fit_phases(net, strat, recipe, global_batch, train_ds, test_ds, info, run_dir,
-                                   dict(phases=phases, verbose=verbose, class_weight=weights_per_class,
-                                        precise_bn=finetuning))
-        metrics.update(dataset=dataset, strategy=strategy, class_weight=class_weight, optimizer=optimizer)
+    with run_folder.recording(run_dir), distribute.run_scope(strat):  # JAX reads its distribution while fitting
+        options = dict(phases=phases, verbose=verbose, class_weight=_class_weights(info, class_weight),
+                       precise_bn=finetuning)
+        net, metrics = _fit_phases(net, strat, recipe, global_batch, train_ds, test_ds, info, run_dir, options)
+        metrics.update(dataset=dataset, strategy=strategy, class_weight=class_weight, optimizer=optimizer,
+                       data_service=data_service)
         _write_run(run_dir, net, metrics)
     return metrics
+
+
+def _recipe_for(info, **options):
+    """The paper's recipe for the data set's images, `recipe(steps_per_epoch, epochs=..., batch_size=...)`:
+    ImageNet's from 128 px up, CIFAR's below."""
+    return functools.partial(training.imagenet_recipe if info.image_size >= 128 else training.cifar_recipe, **options)
+
+
+def _build_for_run(strat, model, info, weights):
+    """The run's model, built under its strategy, taking the uint8 batches `train` feeds it (a quarter of the
+    bytes to move) and normalising them on its device with the data set's mean and std."""
+    with strat.scope():
+        return build_model(model, info.num_classes, info.image_size, weights,
+                           include_preprocessing=(info.mean, info.std))
 
 
 def _fit_phases(net, strat, recipe, global_batch, train_ds, test_ds, info, run_dir, options):
@@ -241,13 +260,14 @@ def _run_metrics(net, test_ds, info, strat):
     return {
         "model": net.name,
         "replicas": strat.num_replicas_in_sync,
-        "strategy_class": type(strat).__name__,
+        "strategy_class": distribute.describe(strat)["class"],
+        "distribution": distribute.describe(strat),
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
         "parameters": int(net.count_params()),
         "class_names": list(info.class_names),
         "preprocessing": {"image_size": info.image_size, "mean": list(info.mean), "std": list(info.std),
-                          "crop_pct": info.crop_pct},
+                          "crop_pct": info.crop_pct, "in_model": models.includes_preprocessing(net)},
         # Sums of |w|: equal on every worker of a synchronous multi-worker run.
         "trainable_checksum": _checksum(net.trainable_weights),
         "weights_checksum": _checksum(net.weights),
@@ -293,11 +313,13 @@ def _fitting_batches(dataset, batch_size, data_options):
 
 
 def _train_and_test_data(dataset, batch_size, image_size, seed, data_dir, download, one_hot=False, val_split=0.2,
-                         strict=False, crop_pct=0.875):
-    """The training and evaluation pipelines of `dataset`, and its `DatasetInfo`."""
+                         strict=False, crop_pct=0.875, dtype="float32", data_service=None):
+    """The training and evaluation pipelines of `dataset` (the first through `data_service`, if given), and its
+    `DatasetInfo`."""
     common = dict(batch_size=batch_size, data_dir=data_dir, download=download, image_size=image_size,
-                  cache=dataset == "digits", val_split=val_split, split_seed=seed, strict=strict, crop_pct=crop_pct)
-    train_ds, info = data.load_dataset(dataset, "train", seed=seed, **common)
+                  cache=dataset == "digits", val_split=val_split, split_seed=seed, strict=strict, crop_pct=crop_pct,
+                  dtype=dtype)
+    train_ds, info = data.load_dataset(dataset, "train", seed=seed, data_service=data_service, **common)
     if info.details:
         counts = info.details["counts"]["train"]
         print("keras-resnext: training images per class: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -401,7 +423,7 @@ def evaluate(model_path, dataset="digits", batch_size=128, data_dir=None, downlo
     split = metrics.get("data") or {}
     ds, info = data.load_dataset(dataset, eval_split(dataset), batch_size=batch_size, data_dir=data_dir,
                                  download=download, image_size=size, val_split=split.get("val_split", 0.2),
-                                 split_seed=split.get("seed", 0))
+                                 split_seed=split.get("seed", 0), dtype=input_dtype(model))
     if model.output.shape[-1] != info.num_classes:
         raise ValueError(
             f"The model predicts {model.output.shape[-1]} classes but {dataset} has {info.num_classes}."
@@ -456,8 +478,19 @@ def calibration_data(dataset, model, images, split=None, data_dir=None):
     split = split or {}
     size = model.inputs[0].shape[1] or 224
     ds, _ = data.load_dataset(dataset, "train", batch_size=32, training=False, image_size=size, data_dir=data_dir,
-                              val_split=split.get("val_split", 0.2), split_seed=split.get("seed", 0))
+                              val_split=split.get("val_split", 0.2), split_seed=split.get("seed", 0),
+                              dtype=input_dtype(model))
     return ds.unbatch().take(images).batch(32)
+
+
+def input_dtype(model):
+    """`load_dataset`'s dtype for `model`'s input: raw uint8 pixels if it normalises them itself, else float32."""
+    return "uint8" if models.includes_preprocessing(model) else "float32"
+
+
+def model_input(model, image, mean, std):
+    """`image`, float RGB pixels in [0, 255], as `model` takes it: as they are if it normalises them, or normalised."""
+    return image if models.includes_preprocessing(model) else (image - mean) / std
 
 
 def predict(paths, model_path=None, model=None, weights="imagenet", top=5, show_progress=False, precision="float32",
@@ -492,13 +525,14 @@ def predict(paths, model_path=None, model=None, weights="imagenet", top=5, show_
             results[path] = f"error: not a readable image ({str(e).splitlines()[0][:120]})"
             continue
         image = tf.image.resize(tf.cast(image, tf.float32), (size, size), antialias=True)
-        probs = net.predict(((image - mean) / std)[None], verbose=0)[0]
+        probs = net.predict(model_input(float_net, image, mean, std)[None], verbose=0)[0]
         if not probabilities:
             probs = keras.ops.convert_to_numpy(keras.ops.softmax(probs))
         best = np.argsort(probs)[::-1][:top]
         results[path] = [(names[i], float(probs[i])) for i in best]
         if explain_dir:
-            _write_explanation(float_net if precision == "int8" else net, image, (image - mean) / std, int(best[0]),
+            pixels = model_input(float_net, image, mean, std)
+            _write_explanation(float_net if precision == "int8" else net, image, pixels, int(best[0]),
                                results[path][0], path, explain_dir)
     return results
 

@@ -5,8 +5,9 @@ from keras import ops
 
 from keras_resnext import fused_batch_norm, grouped_conv
 from keras_resnext.config import BLOCK_FORMS, NORMS, check_choice, positive_int
+from keras_resnext.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["FrozenBatchNormalization", "GroupedConv2D", "ResNeXtBlock", "TorchBatchNormalization"]
+__all__ = ["FrozenBatchNormalization", "GroupedConv2D", "PixelNormalization", "ResNeXtBlock", "TorchBatchNormalization"]
 
 # torchvision initialises convs with kaiming_normal_(mode="fan_out", nonlinearity="relu").
 CONV_INITIALIZER = {
@@ -427,6 +428,40 @@ class PropagateNonFinite(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
+
+
+@keras.saving.register_keras_serializable(package="keras_resnext")
+class PixelNormalization(keras.layers.Layer):
+    """Raw RGB pixels in [0, 255] (uint8 or float) to `(pixels - 255 mean) / (255 std)`, per channel.
+
+    What `keras_resnext.preprocess_input` and the float32 pipelines of `keras_resnext.data`
+    do, inside the model (`include_preprocessing=True`), so uint8 batches cross to the
+    device and are normalised there. Keras' `Normalization` would do the same, but it
+    keeps its statistics as captured tensors, which tf2onnx turns into missing inputs;
+    these are constants of the graph.
+
+    Args:
+        mean, std: per-channel statistics in [0, 1] (ImageNet's by default).
+    """
+
+    def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD, **kwargs):
+        super().__init__(**kwargs)
+        self.mean, self.std = [float(m) for m in mean], [float(s) for s in std]
+        if len(self.mean) != len(self.std) or not self.mean or min(self.std) <= 0:
+            raise ValueError(f"PixelNormalization needs a mean and a positive std per channel; received mean={mean!r}, "
+                             f"std={std!r}.")
+
+    def call(self, inputs):
+        pixels = ops.cast(inputs, self.compute_dtype)
+        mean = ops.convert_to_tensor([255.0 * m for m in self.mean], self.compute_dtype)
+        std = ops.convert_to_tensor([255.0 * s for s in self.std], self.compute_dtype)
+        return (pixels - mean) / std
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "std": self.std}
 
 
 def _conv_bn_folded(x, conv, bn):

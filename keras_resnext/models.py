@@ -14,7 +14,8 @@ import keras
 from keras_resnext import config
 from keras_resnext import weights as weights_lib
 from keras_resnext.config import POOLINGS, STEMS, VARIANTS, block_plan, variant_of  # noqa: F401 (re-exported)
-from keras_resnext.layers import PropagateNonFinite, ResNeXtBlock, batch_norm, conv2d
+from keras_resnext.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD
+from keras_resnext.layers import PixelNormalization, PropagateNonFinite, ResNeXtBlock, batch_norm, conv2d
 
 MIN_INPUT_SIZE = 32
 
@@ -40,6 +41,7 @@ def ResNeXt(
     out_indices=None,
     freeze_stages=None,
     norm="batch_norm",
+    include_preprocessing=False,
 ):
     """Instantiates a ResNeXt (Xie et al., 2017) of any depth, cardinality and width.
 
@@ -69,6 +71,13 @@ def ResNeXt(
             (their BatchNorms then use their moving statistics).
         norm: `"batch_norm"`, or `"frozen_bn"`: every BatchNorm always uses its
             moving statistics and never updates them, even in `fit`.
+        include_preprocessing: whether the model takes raw RGB pixels in [0, 255]
+            (uint8 or float) and normalises them itself, first thing on its device,
+            as `keras_resnext.preprocess_input` does (keras.applications' ConvNeXt,
+            EfficientNetV2 and RegNet convention). `True` normalises with ImageNet's
+            mean and std, those of every pretrained weight here; a `(mean, std)` pair
+            of per-channel values in [0, 1] with those (e.g. CIFAR's). The layer,
+            `preprocessing`, has no weights and computes in float32.
 
     Returns:
         A `ResNeXtModel`: a functional `keras.Model` with `pyramid_outputs` (the
@@ -86,9 +95,7 @@ def ResNeXt(
     >>> sorted(model.pyramid_outputs)
     ['P1', 'P2', 'P3', 'P4']
     """
-    depths, cardinality, bottleneck_width, stem = config.check_architecture(
-        depths, cardinality, bottleneck_width, stem
-    )
+    depths, cardinality, bottleneck_width, stem = config.check_architecture(depths, cardinality, bottleneck_width, stem)
     config.check_choice("pooling", pooling, POOLINGS)
     config.check_choice("output_stride", output_stride, config.OUTPUT_STRIDES)
     freeze_stages = config.check_freeze_stages(freeze_stages, depths)
@@ -101,8 +108,9 @@ def ResNeXt(
 
     input_size = config.STEM_GEOMETRY[stem]["input_size"]
     image = _image_input(input_tensor, obtain_input_shape(input_shape, input_size, include_top, pretrained))
-    x = trunk(image, depths, cardinality, bottleneck_width, stem=stem, output_stride=output_stride,
-              block_form=block_form, conv_implementation=conv_implementation, norm=norm)
+    normalise = preprocessing_layer(include_preprocessing, image.shape[-1])
+    x = trunk(normalise(image) if normalise else image, depths, cardinality, bottleneck_width, stem=stem,
+              output_stride=output_stride, block_form=block_form, conv_implementation=conv_implementation, norm=norm)
     x = _head(x, image, include_top, None if features_only else pooling, classes, classifier_activation)
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else image
     name = name or config.default_name(depths, cardinality, bottleneck_width, stem)
@@ -114,6 +122,28 @@ def ResNeXt(
     if freeze_stages is not None:
         freeze(model, freeze_stages)
     return model
+
+
+def preprocessing_layer(include_preprocessing, channels=3):
+    """The layer normalising raw [0, 255] pixels that `include_preprocessing` asks for, or None (False)."""
+    if include_preprocessing is False or include_preprocessing is None:
+        return None
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if include_preprocessing is True else (None, None)
+    if include_preprocessing is not True:
+        try:
+            mean, std = (tuple(float(v) for v in values) for values in include_preprocessing)
+        except (TypeError, ValueError):
+            mean = std = ()
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0 or channels != 3:
+        raise ValueError("`include_preprocessing` must be True, False or a (mean, std) pair of three per-channel "
+                         f"values in [0, 1], std positive, for RGB inputs; received {include_preprocessing!r} "
+                         f"for {channels} channels.")
+    return PixelNormalization(mean, std, name=config.PREPROCESSING, dtype=head_dtype())  # float32, as the head
+
+
+def includes_preprocessing(model):
+    """Whether `model` takes raw [0, 255] pixels and normalises them itself (`include_preprocessing`)."""
+    return any(layer.name == config.PREPROCESSING for layer in model.layers)
 
 
 def _selected_levels(features_only, out_indices, depths, stem, output_stride):
@@ -302,6 +332,11 @@ def classifier(classes, features, activation="softmax"):
     )
 
 
+def head_dtype():
+    """The classifier's dtype: float32 under mixed precision, else the global policy's."""
+    return "float32" if keras.config.dtype_policy().name.startswith("mixed") else None
+
+
 def classifier_layer(model):
     """`model`'s classifier (the layer named `predictions`), or None for a headless model."""
     return next((layer for layer in model.layers if layer.name == config.CLASSIFIER), None)
@@ -311,11 +346,6 @@ def outputs_probabilities(model):
     """Whether `model` ends in a classifier with an activation (softmax), not in logits or features."""
     head = classifier_layer(model)
     return head is not None and head.get_config().get("activation") not in (None, "linear")
-
-
-def head_dtype():
-    """The classifier's dtype: float32 under mixed precision, else the global policy's."""
-    return "float32" if keras.config.dtype_policy().name.startswith("mixed") else None
 
 
 def obtain_input_shape(input_shape, default_size, include_top, pretrained, min_size=MIN_INPUT_SIZE):

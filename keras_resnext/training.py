@@ -147,12 +147,14 @@ def set_backbone_trainable(model, trainable):
 
 
 def finetune_model(constructor, classes, weights="imagenet", input_shape=None, freeze_backbone=True,
-                   classifier_activation="softmax"):
+                   classifier_activation="softmax", include_preprocessing=False):
     """A pretrained backbone from `constructor` with a new `classes`-way head.
 
-    `constructor` is e.g. `keras_resnext.ResNeXt50`; `weights` a tag or path.
+    `constructor` is e.g. `keras_resnext.ResNeXt50`; `weights` a tag or path;
+    `include_preprocessing` as in `keras_resnext.ResNeXt`.
     """
-    backbone = constructor(include_top=False, weights=weights, input_shape=input_shape, pooling="avg")
+    backbone = constructor(include_top=False, weights=weights, input_shape=input_shape, pooling="avg",
+                           include_preprocessing=include_preprocessing)
     outputs = classifier(classes, backbone.output.shape[-1], classifier_activation)(backbone.output)
     model = ResNeXtModel(backbone.inputs, outputs, name=f"{backbone.name}_finetune")
     return set_backbone_trainable(model, not freeze_backbone)

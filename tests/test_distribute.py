@@ -78,3 +78,74 @@ def test_tf_config_names_the_chief(monkeypatch):
     cluster = {"chief": ["c:0"], "worker": ["a:1"]}
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
     assert not distribute.is_chief()
+
+
+JAX_DATA_PARALLEL = """
+import json, sys
+import numpy as np
+import keras_resnext as kr, keras, jax
+from keras_resnext import distribute
+
+def model():
+    keras.utils.set_random_seed(1)
+    net = kr.ResNeXt((1, 1), 4, 4, classes=3, input_shape=(32, 32, 3), classifier_activation=None)
+    net.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return net
+
+rng = np.random.default_rng(0)
+x, y = rng.normal(size=(8, 32, 32, 3)).astype("float32"), rng.integers(0, 3, 8)
+single = model()
+single_loss = float(single.train_on_batch(x, y))
+strategy = distribute.make_strategy("mirrored")
+with strategy.scope():
+    parallel = model()
+    parallel_loss = float(parallel.train_on_batch(x, y))
+    data_layout = keras.distribution.distribution().get_data_layout((8, 32, 32, 3))
+print(json.dumps({
+    "devices": len(jax.devices()), "replicas": strategy.num_replicas_in_sync,
+    "losses": [single_loss, parallel_loss],
+    # One step of SGD: w1 = w0 - lr * g, so equal weights after it are equal gradients.
+    "weight_difference": max(float(np.abs(a - b).max()) for a, b in zip(single.get_weights(), parallel.get_weights())),
+    "replicas_identical": all(np.array_equal(v.value.addressable_shards[0].data, shard.data)
+                              for v in parallel.variables for shard in v.value.addressable_shards),
+    "replicated_on": sorted({str(s.device) for v in parallel.trainable_variables for s in v.value.addressable_shards}),
+    "batch_split": list(data_layout.axes),
+}))
+"""
+
+
+@pytest.mark.slow
+def test_jax_data_parallel_over_two_devices_computes_the_single_device_step(tmp_path):
+    """On JAX `mirrored` is Keras' DataParallel: the batch split over two (fake host) devices, the weights replicated;
+    one step's loss and update are the single-device step's on the same global batch, and the replicas stay equal."""
+    env = dict(ENV, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    result = subprocess.run([sys.executable, "-c", JAX_DATA_PARALLEL], env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["devices"] == out["replicas"] == len(out["replicated_on"]) == 2  # every weight on both devices
+    assert out["batch_split"][0] == "batch"  # each device takes half of the batch
+    single, parallel = out["losses"]
+    assert parallel == pytest.approx(single, rel=1e-6)
+    assert out["weight_difference"] < 1e-5 and out["replicas_identical"]
+
+
+@pytest.mark.slow
+def test_train_on_jax_uses_every_device_and_refuses_what_it_cannot_honour(tmp_path):
+    env = dict(ENV, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    run = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "keras_resnext.cli", "train", "--strategy", "mirrored", "--epochs",
+                             "1", "--batch-size", "32", "--output", str(run)], env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["replicas"] == 2 and metrics["strategy_class"] == "DataParallel"
+    assert metrics["distribution"] == {"engine": "keras.distribution", "class": "DataParallel",
+                                       "devices": ["cpu:0", "cpu:1"]}
+    assert metrics["batch_size"] == 64  # 32 per device; the recipe's lr scales with it, as on TensorFlow
+    refused = subprocess.run([sys.executable, "-m", "keras_resnext.cli", "train", "--strategy", "multiworker",
+                              "--output", str(tmp_path / "other")], env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert refused.returncode == 2 and not (tmp_path / "other").exists()
+    assert refused.stderr.strip().splitlines()[-1].startswith("keras-resnext train: --strategy multiworker needs the "
+                                                              "TensorFlow backend")

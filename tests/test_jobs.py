@@ -28,7 +28,10 @@ def test_main_job_reaches_95_percent_on_digits_and_writes_its_run_folder(main_jo
     assert not (main_job / "backup").exists()  # BackupAndRestore clears it after a finished run
     model = keras.models.load_model(main_job / "model.keras")
     x, y = data.digits_arrays("test")
-    images, _ = next(iter(data.load_dataset("digits", "test", batch_size=360)[0]))
+    # The model takes raw pixels and normalises them itself: the uint8 batches it trained on.
+    assert metrics["preprocessing"]["in_model"] and model.get_layer("preprocessing")
+    images, _ = next(iter(data.load_dataset("digits", "test", batch_size=360, dtype="uint8")[0]))
+    assert images.dtype == "uint8"
     accuracy = float(np.mean(np.argmax(model.predict(images, verbose=0), axis=1) == y))
     assert accuracy == pytest.approx(metrics["test_accuracy"], abs=1e-6)
     readable = 0o666 & ~files.current_umask()  # what open() gives: others can serve the model
