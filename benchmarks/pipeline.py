@@ -4,7 +4,7 @@ Makes a folder of JPEGs cut from scikit-learn's two sample photos (about 400x350
 quality 90, 4:2:0 chroma as cameras write them), then times, one pipeline at a time and
 alternating over rounds, the ImageNet-style training pipeline of
 `keras_resnext.data.load_dataset("folder:...", "train")` (random-resized crop to 224,
-flip, batch 64):
+flip, batch 64; `augmentation="crop_flip"`, the same work as the pipelines compared):
 
 - "before this change": the package's pipeline as it was before the fused crop,
   written out here (every file decoded whole, normalised in a map of its own);
@@ -13,6 +13,8 @@ flip, batch 64):
 - "fused decode-and-crop": the box drawn from the JPEG header, only its blocks decoded;
 - each in float32 (normalised, the default) and uint8 (raw pixels, for a model that
   normalises them on its device);
+- "with the paper's color": the default `augmentation="paper"`, which adds
+  fb.resnet.torch's color jitter and PCA lighting (what they cost);
 - "tensorflow/models' design, uint8": a bare pipeline written the way tensorflow/models'
   ImageNet input is (extract_jpeg_shape, sample the box, decode_and_crop_jpeg, resize,
   flip), without the package's per-example seeds, label handling or options.
@@ -56,13 +58,13 @@ def make_folder(root, images, seed=0):
     return root
 
 
-def package_pipeline(folder, dtype, fused):
-    """`load_dataset`'s training pipeline, with the fused JPEG crop on or off."""
+def package_pipeline(folder, dtype, fused, augmentation="crop_flip"):
+    """`load_dataset`'s training pipeline, with the fused JPEG crop on or off; crop and flip alone by default."""
     crop = data._training_crop
     data._training_crop = functools.partial(crop, fused_jpeg=fused)
     try:
         ds, _ = data.load_dataset(f"folder:{folder}", "train", batch_size=BATCH, image_size=SIZE, seed=0,
-                                  val_split=0.01, dtype=dtype)
+                                  val_split=0.01, dtype=dtype, augmentation=augmentation)
     finally:
         data._training_crop = crop
     return ds
@@ -138,6 +140,7 @@ def main(argv=None):
             "decode whole, then crop, uint8": package_pipeline(folder, "uint8", fused=False),
             "fused decode-and-crop, float32": package_pipeline(folder, "float32", fused=True),
             "fused decode-and-crop, uint8": package_pipeline(folder, "uint8", fused=True),
+            "fused, uint8, with the paper's color": package_pipeline(folder, "uint8", True, augmentation="paper"),
             "tensorflow/models' design, uint8": models_design_pipeline(folder),
         }
         results = {name: [] for name in rows}

@@ -24,12 +24,14 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from keras_resnext import augment as augment_lib
 from keras_resnext import service
 from keras_resnext.config import DATASETS, check_choice, eval_split  # noqa: F401 (eval_split re-exported)
 from keras_resnext.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD
 
 AUTOTUNE = tf.data.AUTOTUNE
 DTYPES = ("float32", "uint8")
+AUGMENTATIONS = ("paper", "crop_flip")
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
@@ -65,6 +67,7 @@ def load_dataset(
     strict=False,
     dtype="float32",
     data_service=None,
+    augmentation="paper",
 ):
     """A batched, prefetched `tf.data.Dataset` of `(images, labels)` and its `DatasetInfo`.
 
@@ -87,6 +90,11 @@ def load_dataset(
             as the test split when the folder has none (stratified; the same
             `split_seed` gives the same split on every rerun), and whether a file
             that does not decode is refused instead of skipped.
+        augmentation: the training augmentation of ImageNet-style data (image
+            folders, `imagenet2012`): `"paper"`, the random-resized crop and flip with
+            fb.resnet.torch's color jitter and PCA lighting (`keras_resnext.augment`),
+            as the paper trained; or `"crop_flip"`, the crop and flip alone. Small
+            images (digits, CIFAR) take the paper's pad-and-crop with either.
         dtype: `"float32"`, images normalised with the data set's mean and std,
             or `"uint8"`, the raw pixels (a quarter of the bytes to move), for a
             model that normalises them itself (`include_preprocessing=True`).
@@ -98,6 +106,7 @@ def load_dataset(
     training = split == "train" if training is None else training
     drop_remainder = training if drop_remainder is None else drop_remainder
     check_choice("dtype", dtype, DTYPES)
+    check_choice("augmentation", augmentation, AUGMENTATIONS)
     ds, info, augment = _source(name, split, data_dir, download, val_split, split_seed, strict)
     info = dataclasses.replace(info, image_size=image_size or info.image_size, crop_pct=crop_pct)
     if cache:
@@ -107,7 +116,7 @@ def load_dataset(
     finish = functools.partial(_finish, info=info, dtype=dtype)
     read = tf.io.read_file if name.startswith("folder:") else (lambda data: data)
     if training:
-        ds = _augmented(ds, info, augment, seed, lambda data: data if augment else read(data), finish)
+        ds = _augmented(ds, info, augment, seed, lambda data: data if augment else read(data), finish, augmentation)
     elif augment is not None:
         ds = ds.map(lambda image, label: (finish(_resize(image, info.image_size)), label), num_parallel_calls=AUTOTUNE)
     else:  # encoded images (see `_source`): decoded whole, for the exact evaluation transform
@@ -125,7 +134,7 @@ def load_dataset(
 def _finish(image, info, dtype):
     """A float image in [0, 255] as the pipeline yields it: normalised float32, or rounded to uint8."""
     if dtype == "uint8":
-        return tf.cast(tf.round(image), tf.uint8)  # in [0, 255] already: a bilinear resize of uint8 stays in it
+        return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)  # color jitter can leave [0, 255]
     # (image - mean) / std, computed on rows with mean and std repeated along them: broadcast over the
     # three channels alone, TensorFlow's CPU kernels ran it at a third of the speed (the same values).
     height, width = tf.shape(image)[0], tf.shape(image)[1]
@@ -157,7 +166,7 @@ def _source(name, split, data_dir, download, val_split=0.2, seed=0, strict=False
     raise ValueError(f"Unknown dataset {name!r}; expected one of {', '.join(DATASETS)}.")
 
 
-def _augmented(ds, info, augment, seed, read, finish):
+def _augmented(ds, info, augment, seed, read, finish, augmentation="paper"):
     """Shuffled, randomly augmented training examples (stateless, seeded per example), `read` and `finish`ed."""
     size = info.image_size
     buffer = min(info.num_examples, 10_000) if info.num_examples > 0 else 10_000
@@ -167,7 +176,13 @@ def _augmented(ds, info, augment, seed, read, finish):
     ds = tf.data.Dataset.zip((ds, seeds))
     if augment is not None:
         return ds.map(lambda ex, s: (finish(augment(_resize(ex[0], size), s)), ex[1]), num_parallel_calls=AUTOTUNE)
-    return ds.map(lambda ex, s: (finish(_training_crop(read(ex[0]), size, s)), ex[1]), num_parallel_calls=AUTOTUNE)
+    if augmentation == "paper":
+        def crop(data, seed):
+            return augment_lib.paper_color(_training_crop(data, size, seed), seed)
+    else:
+        def crop(data, seed):
+            return _training_crop(data, size, seed)
+    return ds.map(lambda ex, s: (finish(crop(read(ex[0]), seed=s)), ex[1]), num_parallel_calls=AUTOTUNE)
 
 
 def digits_arrays(split):
