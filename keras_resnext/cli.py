@@ -12,7 +12,7 @@ import sys
 import warnings
 
 from keras_resnext.config import (
-    DATASETS, INFERENCE_PRECISIONS, INT8_ENGINES, OPTIMIZERS, OUTPUT_STRIDES, STEMS, STRATEGIES, TUNERS,
+    DATASETS, INFERENCE_PRECISIONS, INT8_ENGINES, OPTIMIZERS, OUTPUT_STRIDES, RECIPES, STEMS, STRATEGIES, TUNERS,
 )
 
 
@@ -96,7 +96,7 @@ def cmd_train(args):
         strategy=args.strategy, precision=args.precision, seed=args.seed, schedule=args.schedule,
         label_smoothing=args.label_smoothing, val_split=args.val_split, strict=args.strict,
         class_weight=args.class_weight, image_size=args.image_size, freeze_epochs=args.freeze_epochs,
-        overwrite=args.overwrite, optimizer=args.optimizer, data_service=args.data_service,
+        overwrite=args.overwrite, optimizer=args.optimizer, data_service=args.data_service, recipe=args.recipe,
     )
     if metrics.get("already_complete"):
         print(f"{metrics['output']} is a completed run (pass --overwrite to train it again):")
@@ -278,6 +278,10 @@ def _train_parser(sub):
                         "GPUs, float32 elsewhere; keras-resnext info says which), float32, mixed_float16 or "
                         "mixed_bfloat16")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--recipe", default="paper", choices=RECIPES,
+                   help="paper: the paper's SGD, schedule and augmentation (fb.resnet.torch's); torchvision: the recipe "
+                        "behind torchvision's v2 weights (cosine with warmup, label smoothing, MixUp/CutMix, "
+                        "TrivialAugmentWide, random erasing, an EMA of the weights)")
     p.add_argument("--schedule", default="step", choices=("step", "cosine"))
     p.add_argument("--optimizer", default="paper", choices=OPTIMIZERS,
                    help="paper: the paper's SGD step (PyTorch's: nesterov, weight decay in the gradient of every "

@@ -26,6 +26,7 @@ TUNERS = ("random", "bayesian", "grid", "hyperband")
 # The recipes' SGD (keras_resnext.training.sgd): the paper's step, or Keras' SGD with decoupled decay.
 OPTIMIZERS = ("paper", "decoupled")
 STRATEGIES = ("auto", "one", "mirrored", "multiworker", "tpu")
+RECIPES = ("paper", "torchvision")  # `train --recipe`: the paper's, or the one behind torchvision's v2 weights
 DATASETS = ("digits", "cifar10", "cifar100", "imagenet2012", "folder:<root>")
 
 # Each named model is a config; `keras_resnext.ResNeXt` builds any of them (timm's pattern).

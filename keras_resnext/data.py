@@ -31,7 +31,7 @@ from keras_resnext.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD
 
 AUTOTUNE = tf.data.AUTOTUNE
 DTYPES = ("float32", "uint8")
-AUGMENTATIONS = ("paper", "crop_flip")
+AUGMENTATIONS = ("paper", "crop_flip", "torchvision")
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
@@ -93,8 +93,11 @@ def load_dataset(
         augmentation: the training augmentation of ImageNet-style data (image
             folders, `imagenet2012`): `"paper"`, the random-resized crop and flip with
             fb.resnet.torch's color jitter and PCA lighting (`keras_resnext.augment`),
-            as the paper trained; or `"crop_flip"`, the crop and flip alone. Small
-            images (digits, CIFAR) take the paper's pad-and-crop with either.
+            as the paper trained; `"crop_flip"`, the crop and flip alone; or
+            `"torchvision"`, the crop and flip, then torchvision's TrivialAugmentWide
+            and random erasing (p 0.1), as in `kr.training.torchvision_recipe`.
+            Small images (digits, CIFAR) take the paper's pad-and-crop, and with
+            `"torchvision"` the same two after it.
         dtype: `"float32"`, images normalised with the data set's mean and std,
             or `"uint8"`, the raw pixels (a quarter of the bytes to move), for a
             model that normalises them itself (`include_preprocessing=True`).
@@ -174,15 +177,20 @@ def _augmented(ds, info, augment, seed, read, finish, augmentation="paper"):
     # One (2,)-int64 stateless seed per example, new every epoch, deterministic when seeded.
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
     ds = tf.data.Dataset.zip((ds, seeds))
-    if augment is not None:
-        return ds.map(lambda ex, s: (finish(augment(_resize(ex[0], size), s)), ex[1]), num_parallel_calls=AUTOTUNE)
-    if augmentation == "paper":
-        def crop(data, seed):
-            return augment_lib.paper_color(_training_crop(data, size, seed), seed)
-    else:
-        def crop(data, seed):
-            return _training_crop(data, size, seed)
-    return ds.map(lambda ex, s: (finish(crop(read(ex[0]), seed=s)), ex[1]), num_parallel_calls=AUTOTUNE)
+    mean_pixel = tf.constant(info.mean, tf.float32) * 255.0
+
+    def example(data, seed):
+        if augment is not None:  # small images: the paper's pad-and-crop
+            image = augment(_resize(data, size), seed)
+        else:
+            image = _training_crop(read(data), size, seed)
+            if augmentation == "paper":
+                image = augment_lib.paper_color(image, seed)
+        if augmentation == "torchvision":
+            image = augment_lib.torchvision_image(image, seed, mean_pixel)
+        return finish(image)
+
+    return ds.map(lambda ex, s: (example(ex[0], s), ex[1]), num_parallel_calls=AUTOTUNE)
 
 
 def digits_arrays(split):

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from keras_resnext import data, distribute, files, int8, models, plots, run_folder, training
-from keras_resnext.config import OPTIMIZERS, check_choice, eval_split, positive_int
+from keras_resnext.config import OPTIMIZERS, RECIPES, check_choice, eval_split, positive_int
 from keras_resnext.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD, imagenet_class_names
 from keras_resnext.inference import inference_model
 from keras_resnext.weights import registry as weights_registry
@@ -64,6 +64,7 @@ def train(
     overwrite=False,
     optimizer="paper",
     data_service=None,
+    recipe="paper",
 ):
     """Trains, evaluates and writes a run folder; returns the metrics dict.
 
@@ -78,8 +79,13 @@ def train(
     `epochs`. By default 1 epoch is frozen, none in a 1-epoch run; `freeze_epochs=0`
     trains everything from the start.
 
-    `optimizer` is the recipes' (`training.sgd`): `"paper"`, the paper's step,
-    or `"decoupled"`, Keras' SGD with decoupled weight decay.
+    `recipe` is `"paper"` (the paper's: `training.imagenet_recipe` from 128 px up,
+    `training.cifar_recipe` below, with `schedule`, `label_smoothing` and `optimizer`,
+    and the paper's augmentation) or `"torchvision"` (`training.torchvision_recipe`,
+    the recipe behind torchvision's v2 weights: its EMA is what is evaluated and saved).
+    metrics.json records it with its values. `optimizer` is the paper recipe's
+    (`training.sgd`): `"paper"`, the paper's step, or `"decoupled"`, Keras' SGD with
+    decoupled weight decay.
 
     `data_service` (`"grpc://host:port"`) runs the training pipeline on a tf.data
     service's workers (see `keras_resnext.service`); evaluation stays here.
@@ -95,9 +101,7 @@ def train(
     (the loss became NaN: `RunDiverged` is raised) or "failed" (with the error).
     A completed run folder is reported, not trained again, unless `overwrite`.
     """
-    epochs = DEFAULT_EPOCHS.get(dataset, 90) if epochs is None else positive_int("epochs", epochs)
-    batch_size = positive_int("batch_size", batch_size)
-    check_choice("optimizer", optimizer, OPTIMIZERS)
+    epochs, batch_size = _checked_arguments(dataset, epochs, batch_size, optimizer, recipe)
     run_dir = _run_dir(output or _default_output(model, dataset))
     if (finished := run_folder.previous_run(run_dir, overwrite)) is not None:
         return finished
@@ -106,11 +110,11 @@ def train(
     training.set_precision(precision)  # which may ask for the devices, starting the runtime
     train_ds, test_ds, info, global_batch = _fitting_batches(dataset, batch_size * strat.num_replicas_in_sync, dict(
         image_size=_image_size(image_size, model, dataset), seed=seed, data_dir=data_dir, download=download,
-        val_split=val_split, strict=strict, one_hot=bool(label_smoothing), crop_pct=eval_crop(model, weights),
-        dtype="uint8", data_service=data_service))
+        val_split=val_split, strict=strict, one_hot=bool(label_smoothing) or recipe == "torchvision",
+        crop_pct=eval_crop(model, weights), dtype="uint8", data_service=data_service, augmentation=recipe))
     finetuning = weights is not None and info.num_classes != 1000
     phases = _phases(epochs, int(finetuning and epochs > 1) if freeze_epochs is None else freeze_epochs)
-    recipe = _recipe_for(info, schedule=schedule, label_smoothing=label_smoothing, optimizer=optimizer)
+    recipe, settings = _recipe_for(recipe, info, schedule, label_smoothing, optimizer)
     net = _build_for_run(strat, model, info, weights)
     # Only now, with the data and the model known to be good, is anything written: bad input writes nothing.
     with run_folder.recording(run_dir), distribute.run_scope(strat):  # JAX reads its distribution while fitting
@@ -118,15 +122,34 @@ def train(
                        precise_bn=finetuning)
         net, metrics = _fit_phases(net, strat, recipe, global_batch, train_ds, test_ds, info, run_dir, options)
         metrics.update(dataset=dataset, strategy=strategy, class_weight=class_weight, optimizer=optimizer,
-                       data_service=data_service)
+                       data_service=data_service, recipe=metrics.get("recipe") or settings)
         _write_run(run_dir, net, metrics)
     return metrics
 
 
-def _recipe_for(info, **options):
-    """The paper's recipe for the data set's images, `recipe(steps_per_epoch, epochs=..., batch_size=...)`:
-    ImageNet's from 128 px up, CIFAR's below."""
-    return functools.partial(training.imagenet_recipe if info.image_size >= 128 else training.cifar_recipe, **options)
+def _checked_arguments(dataset, epochs, batch_size, optimizer, recipe):
+    """`(epochs, batch_size)` of a run, checked (epochs by default the data set's); a ValueError for bad ones."""
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_choice("recipe", recipe, RECIPES)
+    epochs = DEFAULT_EPOCHS.get(dataset, 90) if epochs is None else positive_int("epochs", epochs)
+    return epochs, positive_int("batch_size", batch_size)
+
+
+def _recipe_for(name, info, schedule, label_smoothing, optimizer):
+    """`(recipe, settings)`: `recipe(steps_per_epoch, epochs=..., batch_size=...)` and what metrics.json records.
+
+    The paper's recipe is ImageNet's from 128 px up, CIFAR's below; torchvision's records
+    its own values once it has made them (`training.RecipeData.settings`).
+    """
+    if name == "torchvision":
+        return functools.partial(training.torchvision_recipe, num_examples=max(info.num_examples, 1),
+                                 label_smoothing=label_smoothing or 0.1), None
+    imagenet = info.image_size >= 128
+    settings = dict(name="paper", optimizer=optimizer, schedule=schedule, base_lr=0.1,
+                    per_batch=256 if imagenet else 128, weight_decay=1e-4 if imagenet else 5e-4, momentum=0.9,
+                    label_smoothing=label_smoothing, augmentation="paper")
+    recipe = training.imagenet_recipe if imagenet else training.cifar_recipe
+    return functools.partial(recipe, schedule=schedule, label_smoothing=label_smoothing, optimizer=optimizer), settings
 
 
 def _build_for_run(strat, model, info, weights):
@@ -159,11 +182,15 @@ def _run_dir(output):
 
 
 def _compile_phase(net, strat, recipe, steps, frozen, phase_epochs, **recipe_options):
-    """Compiles `net` for one training phase: backbone frozen or not, the recipe over the phase's epochs."""
+    """Compiles `net` for one training phase: backbone frozen or not, the recipe over the phase's epochs.
+
+    Returns what the recipe asks of the data and `fit` besides (`training.RecipeData`), or None.
+    """
     with strat.scope():
         training.set_backbone_trainable(net, not frozen)
-        optimizer, loss = recipe(steps, epochs=phase_epochs, **recipe_options)
+        optimizer, loss, *data = recipe(steps, epochs=phase_epochs, **recipe_options)
         net.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+    return data[0] if data else None
 
 
 def _phases(epochs, freeze_epochs):
@@ -184,30 +211,34 @@ def _fit_and_report(net, compile_phase, phases, train_ds, test_ds, info, strat, 
     saved and evaluated computes in float32, whatever precision it trained in
     (`_float32_model`).
     """
-    start, epochs_run = time.perf_counter(), 0
+    start, epochs_run, recipe_data = time.perf_counter(), 0, None
     for i, (first, end, frozen) in enumerate(phases, start=1):
         finished = os.path.join(run_dir, "backup", f"phase{i}.weights.h5")
         if os.path.exists(finished):
             net.load_weights(finished)
             continue
-        compile_phase(frozen, end - first)
+        recipe_data = compile_phase(frozen, end - first)
         backup = "backup" if len(phases) == 1 else os.path.join("backup", f"phase{i}")
         history = net.fit(**_one_stream(train_ds), validation_data=test_ds, initial_epoch=first, epochs=end,
                           class_weight=class_weight, verbose=verbose,
                           shuffle=False,  # the pipeline shuffles; Keras would only warn that it ignores this
-                          callbacks=training.default_callbacks(run_dir, backup_dir=backup))
+                          callbacks=training.default_callbacks(run_dir, backup_dir=backup,
+                                                               ema=recipe_data and recipe_data.ema))
         epochs_run += len(history.epoch)
         run_folder.check_diverged(history, first)
         if i < len(phases):
             with files.atomic_path(finished) as tmp:
                 net.save_weights(tmp)
+    if recipe_data and recipe_data.ema:  # the recipe evaluates and ships its average of the weights
+        recipe_data.ema.apply(net)
     # A short fine-tuning run ends with BatchNorm statistics of weights it no longer has: recompute them.
     bn_batches = training.recompute_batchnorm_statistics(net, train_ds) if precise_bn else 0
     seconds = time.perf_counter() - start
     trained_in, net = net.dtype_policy.name, _float32_model(net, strat)
     metrics = dict(output=run_dir, **_run_metrics(net, test_ds, info, strat), precision=trained_in,
                    epochs=phases[-1][1], batchnorm_recomputed_batches=bn_batches,
-                   epochs_run_here=epochs_run, seconds=round(seconds, 1), data=info.details)
+                   epochs_run_here=epochs_run, seconds=round(seconds, 1), data=info.details,
+                   recipe=recipe_data.settings if recipe_data else None)
     metrics["per_class"] = per_class_report(net, test_ds, info.class_names,
                                             os.path.join(run_dir, "confusion_matrix.png"))
     return net, metrics
@@ -313,13 +344,14 @@ def _fitting_batches(dataset, batch_size, data_options):
 
 
 def _train_and_test_data(dataset, batch_size, image_size, seed, data_dir, download, one_hot=False, val_split=0.2,
-                         strict=False, crop_pct=0.875, dtype="float32", data_service=None):
+                         strict=False, crop_pct=0.875, dtype="float32", data_service=None, augmentation="paper"):
     """The training and evaluation pipelines of `dataset` (the first through `data_service`, if given), and its
     `DatasetInfo`."""
     common = dict(batch_size=batch_size, data_dir=data_dir, download=download, image_size=image_size,
                   cache=dataset == "digits", val_split=val_split, split_seed=seed, strict=strict, crop_pct=crop_pct,
                   dtype=dtype)
-    train_ds, info = data.load_dataset(dataset, "train", seed=seed, data_service=data_service, **common)
+    train_ds, info = data.load_dataset(dataset, "train", seed=seed, data_service=data_service,
+                                       augmentation=augmentation, **common)
     if info.details:
         counts = info.details["counts"]["train"]
         print("keras-resnext: training images per class: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -329,6 +361,8 @@ def _train_and_test_data(dataset, batch_size, image_size, seed, data_dir, downlo
             return x, keras.ops.one_hot(y, info.num_classes)
 
         train_ds, test_ds = train_ds.map(encode), test_ds.map(encode)
+    if augmentation == "torchvision":  # its recipe mixes every batch: MixUp or CutMix
+        train_ds = training.mix_batches(train_ds, info.num_classes, seed)
     return train_ds, test_ds, info
 
 

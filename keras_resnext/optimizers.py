@@ -128,3 +128,33 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def from_config(cls, config):
         config = dict(config, schedule=keras.optimizers.schedules.deserialize(config["schedule"]))
         return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="keras_resnext")
+class EpochWarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """torchvision's reference schedule: `LinearLR` warmup chained to `CosineAnnealingLR`, stepped once an epoch.
+
+    Epoch `e` (steps `e * steps_per_epoch` onwards) trains at `peak * (warmup_factor +
+    (1 - warmup_factor) * e / warmup_epochs)` while `e < warmup_epochs`, then at
+    `peak * (1 + cos(pi * (e - warmup_epochs) / (epochs - warmup_epochs))) / 2`: the lr of
+    each epoch as `SequentialLR(LinearLR(start_factor=0.01), CosineAnnealingLR(T_max=epochs -
+    warmup))` sets it, constant within the epoch.
+    """
+
+    def __init__(self, peak, steps_per_epoch, epochs, warmup_epochs=5, warmup_factor=0.01):
+        if steps_per_epoch < 1 or not 0 <= warmup_epochs < epochs:
+            raise ValueError(f"EpochWarmupCosine needs steps_per_epoch >= 1 and 0 <= warmup_epochs < epochs; "
+                             f"received {steps_per_epoch}, {warmup_epochs}, {epochs}.")
+        self.peak, self.steps_per_epoch, self.epochs = peak, steps_per_epoch, epochs
+        self.warmup_epochs, self.warmup_factor = warmup_epochs, warmup_factor
+
+    def __call__(self, step):
+        epoch = ops.floor(ops.cast(step, "float32") / self.steps_per_epoch)
+        warm = self.warmup_factor + (1.0 - self.warmup_factor) * epoch / max(self.warmup_epochs, 1)
+        progress = (epoch - self.warmup_epochs) / (self.epochs - self.warmup_epochs)
+        cosine = 0.5 * (1.0 + ops.cos(3.141592653589793 * progress))
+        return self.peak * ops.where(epoch < self.warmup_epochs, warm, cosine)
+
+    def get_config(self):
+        return {"peak": self.peak, "steps_per_epoch": self.steps_per_epoch, "epochs": self.epochs,
+                "warmup_epochs": self.warmup_epochs, "warmup_factor": self.warmup_factor}

@@ -15,6 +15,7 @@ and on conv/dense kernels only, not BatchNorm's gamma and beta or biases.
 """
 
 import csv
+import dataclasses
 import itertools
 import json
 import os
@@ -22,10 +23,11 @@ import os
 import keras
 
 from keras_resnext import devices, files, run_folder
+from keras_resnext import ema as ema_lib
 from keras_resnext.config import CLASSIFIER, OPTIMIZERS, check_choice
 from keras_resnext.layers import TorchBatchNormalization
 from keras_resnext.models import ResNeXtModel, classifier
-from keras_resnext.optimizers import MultiStepDecay, TorchSGD, WarmupSchedule
+from keras_resnext.optimizers import EpochWarmupCosine, MultiStepDecay, TorchSGD, WarmupSchedule
 
 NO_DECAY = ["gamma", "beta", "bias"]
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "bfloat16", "float16")
@@ -117,6 +119,85 @@ def _recipe(steps_per_epoch, epochs, peak, schedule, drops, warmup_epochs, weigh
     return sgd(lr, weight_decay, optimizer=optimizer), loss
 
 
+@dataclasses.dataclass
+class RecipeData:
+    """What `torchvision_recipe` asks of the data and of `fit` besides its optimizer and loss.
+
+    Attributes:
+        augmentation: `load_dataset`'s per-image augmentation (`"torchvision"`:
+            TrivialAugmentWide and random erasing after the crop and flip).
+        mixup_alpha, cutmix_alpha: the batch-level MixUp and CutMix (`mix`).
+        ema: the `keras_resnext.ema.ExponentialMovingAverage` callback for `fit`; once
+            `fit` is done, `ema.apply()` puts the average in the model, as the recipe
+            evaluates and ships it.
+        settings: the recipe's values, as `train` records them in metrics.json.
+    """
+
+    augmentation: str
+    mixup_alpha: float
+    cutmix_alpha: float
+    ema: object
+    settings: dict
+
+    def mix(self, dataset, num_classes, seed=None):
+        """`dataset`'s batches with one-hot labels, each MixUp or CutMix (`kr.augment.mix_batch`), seeded per batch."""
+        return mix_batches(dataset, num_classes, seed, self.mixup_alpha, self.cutmix_alpha)
+
+
+def mix_batches(dataset, num_classes, seed=None, mixup_alpha=0.2, cutmix_alpha=1.0):
+    """torchvision's batch-level MixUp or CutMix over a dataset of `(images, int labels)` batches; images float32."""
+    import tensorflow as tf
+
+    from keras_resnext import augment
+
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+    def mix(batch, batch_seed):
+        images, labels = batch
+        labels = labels if len(labels.shape) == 2 else tf.one_hot(labels, num_classes)
+        return augment.mix_batch(tf.cast(images, tf.float32), labels, batch_seed, mixup_alpha, cutmix_alpha)
+
+    return tf.data.Dataset.zip((dataset, seeds)).map(mix, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def torchvision_recipe(steps_per_epoch, epochs=600, batch_size=1024, num_examples=ema_lib.IMAGENET_TRAIN_IMAGES,
+                       base_lr=0.5, warmup_epochs=None, weight_decay=2e-5, label_smoothing=0.1, mixup_alpha=0.2,
+                       cutmix_alpha=1.0, ema_decay=0.99998, ema_steps=32):
+    """The recipe behind torchvision's v2 ResNet/ResNeXt weights (81.2% top-1 for ResNeXt-50 32x4d):
+    `(optimizer, loss, data)`.
+
+    torchvision's references/classification: SGD momentum 0.9 (no nesterov), lr 0.5 per
+    1,024 images (linearly scaled with `batch_size`), 5 linear warmup epochs from 1% then
+    cosine to 0 (`keras_resnext.optimizers.EpochWarmupCosine`, stepped per epoch), weight
+    decay 2e-5 added to the gradient of every variable but BatchNorm's, label smoothing 0.1,
+    MixUp 0.2 or CutMix 1.0 per batch, TrivialAugmentWide and random erasing 0.1 per image,
+    an EMA of the weights every 32 steps (decay 0.99998, adjusted), 600 epochs. `data` is a
+    `RecipeData`.
+
+    Args:
+        steps_per_epoch, epochs, batch_size: of the run (`batch_size` the global batch).
+        num_examples: the training images; the EMA's decay adjustment scales with them
+            (torchvision's formula takes ImageNet's 1,281,167 as given).
+        warmup_epochs: default 5 of ImageNet's 600, the same fraction otherwise (at least one).
+    """
+    if steps_per_epoch < 1 or epochs < 1:
+        raise ValueError(f"steps_per_epoch and epochs must be positive; got {steps_per_epoch}, {epochs}.")
+    warmup_epochs = min(max(round(5 * epochs / 600), 1), epochs - 1) if warmup_epochs is None else warmup_epochs
+    peak = base_lr * batch_size / 1024
+    lr = EpochWarmupCosine(peak, steps_per_epoch, epochs, warmup_epochs=warmup_epochs)
+    optimizer = TorchSGD(lr, momentum=0.9, nesterov=False, weight_decay=weight_decay)
+    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta"])  # torchvision's norm_weight_decay 0
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+    decay = ema_lib.adjusted_decay(ema_decay, batch_size, ema_steps, epochs, num_examples)
+    settings = dict(name="torchvision", base_lr=base_lr, per_batch=1024, lr=peak, momentum=0.9, nesterov=False,
+                    schedule="cosine", warmup_epochs=warmup_epochs, warmup_factor=0.01, weight_decay=weight_decay,
+                    norm_weight_decay=0.0, label_smoothing=label_smoothing, mixup_alpha=mixup_alpha,
+                    cutmix_alpha=cutmix_alpha, augmentation="trivial_augment_wide", random_erasing=0.1,
+                    ema_decay=ema_decay, ema_steps=ema_steps, ema_decay_adjusted=decay, epochs=epochs)
+    ema = ema_lib.ExponentialMovingAverage(decay, ema_steps, warmup_epochs=warmup_epochs)
+    return optimizer, loss, RecipeData("torchvision", mixup_alpha, cutmix_alpha, ema, settings)
+
+
 def set_precision(policy="auto"):
     """Sets the global Keras dtype policy and returns its name.
 
@@ -185,15 +266,19 @@ def recompute_batchnorm_statistics(model, dataset, max_batches=200):
     return seen
 
 
-def default_callbacks(output_dir, backup=True, tensorboard=True, backup_dir="backup"):
+def default_callbacks(output_dir, backup=True, tensorboard=True, backup_dir="backup", ema=None):
     """The log (`log.csv`), a backup to resume from after a kill, TerminateOnNaN and TensorBoard.
 
     The backup lives in `output_dir/backup_dir` and outlives `fit`: the caller
     deletes it once the run's results are written, so a kill in between still resumes.
+    An `ema` (`keras_resnext.ema.ExponentialMovingAverage`) is saved with the backup.
     """
     callbacks = [EpochLog(os.path.join(output_dir, "log.csv")), keras.callbacks.TerminateOnNaN()]
     if backup:  # after the log: an epoch counts as done (backed up) only once its row is written
         callbacks.insert(1, AtomicBackupAndRestore(os.path.join(output_dir, backup_dir)))
+    if ema is not None:  # before the backup: its file is written before the backup names the epoch done
+        ema.backup_dir = os.path.join(output_dir, backup_dir) if backup else None
+        callbacks.insert(1, ema)
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard"), write_graph=False))
     return callbacks

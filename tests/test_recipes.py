@@ -1,0 +1,169 @@
+"""torchvision's recipe (references/classification) against torch and torchvision's own numbers.
+
+tests/fixtures/torchvision_recipe.npz is written by make_torchvision_recipe_fixture.py in an environment with
+torch and torchvision (their versions are in the .json): TrivialAugmentWide's kernels, MixUp and CutMix for fixed
+draws, the reference script's EMA over replayed weights, and its chained lr schedulers.
+"""
+
+import json
+import types
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import FIXTURES, command
+from keras_resnext import augment, ema, training
+from keras_resnext.optimizers import EpochWarmupCosine
+
+REFERENCE = np.load(FIXTURES / "torchvision_recipe.npz")
+SETTINGS = json.loads((FIXTURES / "torchvision_recipe.json").read_text())
+OPS = {"Identity": "identity", "ShearX": "shear_x", "ShearY": "shear_y", "TranslateX": "translate_x",
+       "TranslateY": "translate_y", "Rotate": "rotate", "Brightness": "brightness", "Color": "color",
+       "Contrast": "contrast", "Sharpness": "sharpness", "Posterize": "posterize", "Solarize": "solarize",
+       "AutoContrast": "autocontrast", "Equalize": "equalize"}
+
+
+def test_every_trivial_augment_op_is_torchvisions_kernel():
+    """Every op, bin and sign: the same uint8 image; geometric ops and Color round a few pixels the other way."""
+    image = tf.constant(REFERENCE["ta_image"])
+    seen = set()
+    for key in (k for k in REFERENCE.files if k.startswith("ta/")):
+        _, op, bin_index, sign = key.split("/")
+        name = OPS[op]
+        magnitude = augment.trivial_augment_magnitude(name, int(bin_index)) * float(sign)
+        ours = augment.apply_trivial_augment_op(image, name, magnitude).numpy().astype(int)
+        difference = np.abs(ours - REFERENCE[key].astype(int))
+        exact = name not in ("shear_x", "shear_y", "rotate", "color")
+        assert difference.max() <= (0 if exact else 1) and (difference > 0).mean() < 0.005, key
+        seen.add(name)
+    assert seen == set(augment.TRIVIAL_AUGMENT_OPS)
+
+
+def test_mixup_and_cutmix_mix_images_and_labels_as_torchvision():
+    images, labels = tf.constant(REFERENCE["mix_images"]), tf.one_hot(REFERENCE["mix_labels"], 5)
+    mixed, soft = augment.mixup(images, labels, float(REFERENCE["mixup_lam"]))
+    np.testing.assert_allclose(mixed, REFERENCE["mixup_images"], atol=1e-6)
+    np.testing.assert_allclose(soft, REFERENCE["mixup_labels"], atol=1e-6)
+    for case in (0, 1):
+        lam, centre_x, centre_y = REFERENCE[f"cutmix{case}_draws"]
+        box, lam_adjusted = augment.cutmix_box(tf.constant(lam, tf.float32), int(centre_x), int(centre_y), 9, 11)
+        assert [int(v) for v in box] == list(REFERENCE[f"cutmix{case}_box"])
+        assert float(lam_adjusted) == pytest.approx(float(REFERENCE[f"cutmix{case}_lam_adjusted"]), abs=1e-6)
+        mixed, soft = augment.cutmix(images, labels, box, lam_adjusted)
+        np.testing.assert_array_equal(mixed, REFERENCE[f"cutmix{case}_images"])
+        np.testing.assert_allclose(soft, REFERENCE[f"cutmix{case}_labels"], atol=1e-6)
+
+
+def test_the_ema_over_replayed_weights_is_the_reference_scripts():
+    """Every 32nd step of an epoch, copied in the warmup epochs, decay adjusted for the batch: to 1e-6."""
+    s = SETTINGS["ema"]
+    decay = ema.adjusted_decay(s["ema_decay"], s["batch_size"], s["ema_steps"], s["epochs"])
+    assert decay == pytest.approx(float(REFERENCE["ema_decay_used"]), abs=1e-12)
+    weights = keras.Variable(np.zeros_like(REFERENCE["ema_state/0/0"]))
+    average = ema.ExponentialMovingAverage(decay, s["ema_steps"], warmup_epochs=s["warmup_epochs"])
+    average.set_model(types.SimpleNamespace(variables=[weights]))
+    average.on_train_begin()
+    for epoch in range(s["epochs"]):
+        average.on_epoch_begin(epoch)
+        for step in range(s["steps_per_epoch"]):
+            weights.assign(REFERENCE[f"ema_state/{epoch}/{step}"])
+            average.on_train_batch_end(step)
+    np.testing.assert_allclose(average.average[0], REFERENCE["ema_final"], rtol=0, atol=1e-6)
+
+
+def test_imagenets_ema_decay_is_torchvisions_and_the_average_resumes_from_the_backup(tmp_path):
+    # torchvision's ResNeXt-50 v2 run: 8 GPUs x 128, 32 steps, 600 epochs: 1 - 2e-5 * 8 * 128 * 32 / 600.
+    assert ema.adjusted_decay(0.99998, 1024, 32, 600) == pytest.approx(1 - 2e-5 * 1024 * 32 / 600, rel=1e-12)
+    weights = keras.Variable(np.arange(4.0, dtype="float32"))
+    model = types.SimpleNamespace(variables=[weights])
+    first = ema.ExponentialMovingAverage(0.5, ema_steps=1, backup_dir=str(tmp_path))
+    first.set_model(model)
+    first.on_train_begin()
+    for step in range(3):
+        weights.assign(weights + 1.0)
+        first.on_train_batch_end(step)
+    first.on_epoch_end(0)  # one epoch done: ema-epoch00001.npz
+    (tmp_path / "training_metadata.json").write_text(json.dumps({"epoch": 1}))  # the backup says so too
+    again = ema.ExponentialMovingAverage(0.5, ema_steps=1, backup_dir=str(tmp_path))
+    again.set_model(model)
+    again.on_train_begin()
+    np.testing.assert_array_equal(again.average[0], first.average[0])
+    assert again.updates == first.updates == 3
+    again.apply()
+    np.testing.assert_array_equal(weights.numpy(), first.average[0])
+
+
+def test_warmup_then_cosine_is_linearlr_chained_to_cosineannealinglr_at_every_step():
+    s = SETTINGS["schedule"]
+    schedule = EpochWarmupCosine(s["lr"], steps_per_epoch=3, epochs=s["epochs"], warmup_epochs=s["warmup_epochs"])
+    ours = np.array([float(schedule(step)) for step in range(3 * s["epochs"])])
+    np.testing.assert_allclose(ours, np.repeat(REFERENCE["lr"], 3), rtol=1e-6, atol=1e-9)
+
+
+def test_the_recipes_values_are_torchvisions():
+    optimizer, loss, data = training.torchvision_recipe(steps_per_epoch=1251, epochs=600, batch_size=1024)
+    schedule = optimizer._learning_rate
+    assert float(schedule(5 * 1251)) == pytest.approx(0.5) and float(schedule(0)) == pytest.approx(0.005)
+    assert optimizer.momentum == 0.9 and not optimizer.nesterov and optimizer.weight_decay == pytest.approx(2e-5)
+    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Conv2D(2, 3), keras.layers.BatchNormalization(),
+                              keras.layers.Flatten(), keras.layers.Dense(3)])
+    decayed = {v.path.split("/")[-1] for v in model.trainable_variables if optimizer._use_weight_decay(v)}
+    assert decayed == {"kernel", "bias"}  # BatchNorm's gamma and beta: no decay (norm_weight_decay 0)
+    assert loss.get_config()["label_smoothing"] == pytest.approx(0.1)
+    assert data.augmentation == "torchvision" and (data.mixup_alpha, data.cutmix_alpha) == (0.2, 1.0)
+    assert data.ema.decay == pytest.approx(1 - 2e-5 * 1024 * 32 / 600) and data.ema.ema_steps == 32
+    assert data.settings["warmup_epochs"] == 5 and data.ema.warmup_epochs == 5
+
+
+def test_the_random_parts_are_spread_as_the_reference_draws_them():
+    """Over 2,000 batches and images: MixUp or CutMix half the time each, MixUp's lambda Beta(0.2, 0.2), CutMix's
+    kept area as torchvision's draws make it, erasing in 10% of images, every TrivialAugmentWide op alike."""
+    images, labels = tf.zeros((2, 8, 8, 3)), tf.one_hot([0, 1], 2)
+    ones = tf.ones((2, 8, 8, 3))
+    lams, kept = [], []
+    for i in range(2000):
+        seed = tf.constant([i, 1], tf.int64)
+        mixed, soft = augment.mix_batch(tf.stack([images[0], ones[0]]), labels, seed)
+        mixed = mixed.numpy()
+        if np.all((mixed == 0) | (mixed == 1)):  # CutMix pastes; MixUp blends
+            kept.append(float(soft[1, 1]))
+        else:
+            lams.append(float(soft[0, 0]))
+    assert abs(len(lams) / 2000 - 0.5) < 0.04
+    lams = np.array(lams)
+    assert abs(lams.mean() - 0.5) < 0.04 and abs(lams.var() - 1 / (4 * (2 * 0.2 + 1))) < 0.02
+    # CutMix's kept area, as torchvision's make_params draws it on an 8 x 8 image (its box truncated and clipped).
+    rng = np.random.default_rng(0)
+    lam, cx, cy = rng.beta(1, 1, 20000), rng.integers(0, 8, 20000), rng.integers(0, 8, 20000)
+    half = (0.5 * np.sqrt(1 - lam) * 8).astype(int)
+    area = (np.minimum(cx + half, 8) - np.maximum(cx - half, 0)) * (np.minimum(cy + half, 8) - np.maximum(cy - half, 0))
+    assert abs(np.mean(kept) - np.mean(1 - area / 64)) < 0.03
+    image, mean_pixel = tf.fill((20, 20, 3), 7.0), tf.constant([1.0, 2.0, 3.0])
+    erased = [bool(np.any(augment.random_erasing(image, tf.constant([i, 2], tf.int64), mean_pixel).numpy() != 7))
+              for i in range(2000)]
+    assert abs(np.mean(erased) - 0.1) < 0.02
+    ops = [int(tf.random.stateless_uniform([], augment._seed(tf.constant([i, 3], tf.int64), 4), 0, 14, tf.int32))
+           for i in range(2800)]
+    assert np.abs(np.bincount(ops, minlength=14) / 2800 - 1 / 14).max() < 0.02
+
+
+@pytest.mark.slow
+def test_train_with_torchvisions_recipe_learns_the_digits_and_records_it(tmp_path):
+    """Three seeds of the main job under --recipe torchvision, 12 epochs: each >= 0.9 (20 epochs gave 0.989-0.992)."""
+    for seed in (0, 1, 2):
+        run = tmp_path / f"run{seed}"
+        result = command("train", "--recipe", "torchvision", "--epochs", "12", "--seed", seed, "--output", run)
+        assert result.returncode == 0, result.stderr[-2000:]
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["test_accuracy"] >= 0.9, (seed, metrics["test_accuracy"])
+        recipe = metrics["recipe"]
+        assert recipe["name"] == "torchvision" and recipe["mixup_alpha"] == 0.2 and recipe["ema_steps"] == 32
+    # The saved model is the EMA's, the one evaluated: its accuracy is the run's.
+    model = keras.models.load_model(run / "model.keras")
+    from keras_resnext import data
+
+    images, labels = next(iter(data.load_dataset("digits", "test", batch_size=360, dtype="uint8")[0]))
+    accuracy = float(np.mean(model.predict(images, verbose=0).argmax(-1) == labels.numpy()))
+    assert accuracy == pytest.approx(metrics["test_accuracy"], abs=1e-6)
