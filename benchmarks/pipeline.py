@@ -14,7 +14,8 @@ flip, batch 64; `augmentation="crop_flip"`, the same work as the pipelines compa
 - each in float32 (normalised, the default) and uint8 (raw pixels, for a model that
   normalises them on its device);
 - "with the paper's color": the default `augmentation="paper"`, which adds
-  fb.resnet.torch's color jitter and PCA lighting (what they cost);
+  fb.resnet.torch's color jitter and PCA lighting (what they cost); "with torchvision's":
+  TrivialAugmentWide and random erasing instead (`augmentation="torchvision"`);
 - "tensorflow/models' design, uint8": a bare pipeline written the way tensorflow/models'
   ImageNet input is (extract_jpeg_shape, sample the box, decode_and_crop_jpeg, resize,
   flip), without the package's per-example seeds, label handling or options.
@@ -141,6 +142,7 @@ def main(argv=None):
             "fused decode-and-crop, float32": package_pipeline(folder, "float32", fused=True),
             "fused decode-and-crop, uint8": package_pipeline(folder, "uint8", fused=True),
             "fused, uint8, with the paper's color": package_pipeline(folder, "uint8", True, augmentation="paper"),
+            "fused, uint8, with torchvision's": package_pipeline(folder, "uint8", True, augmentation="torchvision"),
             "tensorflow/models' design, uint8": models_design_pipeline(folder),
         }
         results = {name: [] for name in rows}

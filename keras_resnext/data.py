@@ -116,7 +116,7 @@ def load_dataset(
         ds = ds.cache()
     # One map per example does all its work, an image folder's file reads included: every map stage
     # costs a hand-over per element (measured: 7% of the JPEG pipeline's speed for the read alone).
-    finish = functools.partial(_finish, info=info, dtype=dtype)
+    finish = functools.partial(_finish, info=info, dtype=dtype, clip=training and augmentation == "paper")
     read = tf.io.read_file if name.startswith("folder:") else (lambda data: data)
     if training:
         ds = _augmented(ds, info, augment, seed, lambda data: data if augment else read(data), finish, augmentation)
@@ -134,10 +134,12 @@ def load_dataset(
     return ds.with_options(options).prefetch(AUTOTUNE), info
 
 
-def _finish(image, info, dtype):
-    """A float image in [0, 255] as the pipeline yields it: normalised float32, or rounded to uint8."""
+def _finish(image, info, dtype, clip=False):
+    """A float image as the pipeline yields it: normalised float32, or rounded to uint8 (clipped to [0, 255]
+    with `clip`: the paper's color jitter leaves it; a resize, flip or TrivialAugmentWide cannot, and the clip
+    costs 3% of the JPEG pipeline)."""
     if dtype == "uint8":
-        return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)  # color jitter can leave [0, 255]
+        return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0) if clip else image), tf.uint8)
     # (image - mean) / std, computed on rows with mean and std repeated along them: broadcast over the
     # three channels alone, TensorFlow's CPU kernels ran it at a third of the speed (the same values).
     height, width = tf.shape(image)[0], tf.shape(image)[1]
