@@ -56,16 +56,28 @@ def accuracy_vs_cardinality(rows, budget_macs, png):
     _save(fig, png)
 
 
+# Beyond this many classes the cells are too small to read a count or a name in (CIFAR-100,
+# ImageNet): the matrix is drawn as a heat map of fixed size, with class ids on the axes.
+MAX_LABELLED_CLASSES = 30
+
+
 def confusion_matrix(matrix, class_names, png):
     """The confusion matrix as a picture: true class by row, predicted by column, counts in the cells."""
-    size = max(4, 0.5 * len(class_names) + 2)
+    n = len(class_names)
+    labelled = n <= MAX_LABELLED_CLASSES
+    size = max(4, 0.5 * n + 2) if labelled else 10  # ImageNet's, grown per class, would be 50,000 px wide
     fig, ax = _pyplot().subplots(figsize=(size, size))
-    ax.imshow(matrix, cmap="Blues")
-    ticks = range(len(class_names))
-    ax.set_xticks(ticks, class_names, rotation=45, ha="right")
-    ax.set_yticks(ticks, class_names)
+    image = ax.imshow(matrix, cmap="Blues", interpolation="nearest")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
+    if not labelled:
+        ax.set_title(f"{n} classes, by class id")
+        fig.colorbar(image, ax=ax, shrink=0.8, label="images")
+        _save(fig, png)
+        return
+    ticks = range(n)
+    ax.set_xticks(ticks, class_names, rotation=45, ha="right")
+    ax.set_yticks(ticks, class_names)
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black")
     _save(fig, png)

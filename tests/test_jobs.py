@@ -42,6 +42,19 @@ def test_main_job_reaches_95_percent_on_digits_and_writes_its_run_folder(main_jo
         assert stat.S_IMODE(os.stat(main_job / name).st_mode) == readable, name
 
 
+def test_the_confusion_matrix_of_a_thousand_classes_is_a_picture_of_fixed_size(tmp_path):
+    from PIL import Image
+
+    from keras_resnext import plots
+
+    rng = np.random.default_rng(0)
+    for n in (10, 1000):  # digits' labelled counts; ImageNet's heat map (drawn per class it took 24 GiB)
+        matrix = np.diag(rng.integers(1, 50, n)) + (rng.random((n, n)) < 0.01)
+        plots.confusion_matrix(matrix, [f"class {i}" for i in range(n)], tmp_path / f"{n}.png")
+        with Image.open(tmp_path / f"{n}.png") as picture:
+            assert max(picture.size) <= 1000, (n, picture.size)
+
+
 @pytest.mark.slow
 def test_the_main_job_learns_as_well_in_bfloat16_as_in_float32(tmp_path):
     """What `--precision auto` picks on a CPU with native bfloat16, over three seeds: the same accuracy.
