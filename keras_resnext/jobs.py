@@ -1,5 +1,6 @@
 """The command line's jobs as functions: train, evaluate, predict, tune."""
 
+import dataclasses
 import datetime
 import functools
 import os
@@ -108,14 +109,15 @@ def train(
     keras.utils.set_random_seed(seed)
     strat = distribute.make_strategy(strategy)  # first: a multi-worker strategy must configure the runtime
     training.set_precision(precision)  # which may ask for the devices, starting the runtime
+    sizes = _sizes(recipe, dataset, model, weights)
     train_ds, test_ds, info, global_batch = _fitting_batches(dataset, batch_size * strat.num_replicas_in_sync, dict(
         image_size=_image_size(image_size, model, dataset), seed=seed, data_dir=data_dir, download=download,
         val_split=val_split, strict=strict, one_hot=bool(label_smoothing) or recipe == "torchvision",
-        crop_pct=eval_crop(model, weights), dtype="uint8", data_service=data_service, augmentation=recipe))
+        dtype="uint8", data_service=data_service, augmentation=recipe, **sizes))
     finetuning = weights is not None and info.num_classes != 1000
     phases = _phases(epochs, int(finetuning and epochs > 1) if freeze_epochs is None else freeze_epochs)
     recipe, settings = _recipe_for(recipe, info, schedule, label_smoothing, optimizer)
-    net = _build_for_run(strat, model, info, weights)
+    net = _build_for_run(strat, model, info, weights, any_size=bool(sizes["train_size"]))
     # Only now, with the data and the model known to be good, is anything written: bad input writes nothing.
     with run_folder.recording(run_dir), distribute.run_scope(strat):  # JAX reads its distribution while fitting
         options = dict(phases=phases, verbose=verbose, class_weight=_class_weights(info, class_weight),
@@ -152,11 +154,24 @@ def _recipe_for(name, info, schedule, label_smoothing, optimizer):
     return functools.partial(recipe, schedule=schedule, label_smoothing=label_smoothing, optimizer=optimizer), settings
 
 
-def _build_for_run(strat, model, info, weights):
+def _sizes(recipe, dataset, model, weights):
+    """The run's training size (None: the evaluation's) and evaluation crop.
+
+    torchvision's recipe from scratch on imagenet2012 trains at 176 px and evaluates at
+    224 after a resize to 232 (its references' values); otherwise a run trains at the
+    evaluation's size, with the crop of its pretrained weights or ImageNet's 0.875.
+    """
+    if recipe == "torchvision" and dataset == "imagenet2012" and weights is None:
+        return {"train_size": 176, "crop_pct": 224 / 232}
+    return {"train_size": None, "crop_pct": eval_crop(model, weights)}
+
+
+def _build_for_run(strat, model, info, weights, any_size=False):
     """The run's model, built under its strategy, taking the uint8 batches `train` feeds it (a quarter of the
-    bytes to move) and normalising them on its device with the data set's mean and std."""
+    bytes to move) and normalising them on its device with the data set's mean and std; `any_size`: images of
+    any size (it trains at another size than it is evaluated at)."""
     with strat.scope():
-        return build_model(model, info.num_classes, info.image_size, weights,
+        return build_model(model, info.num_classes, None if any_size else info.image_size, weights,
                            include_preprocessing=(info.mean, info.std))
 
 
@@ -344,18 +359,20 @@ def _fitting_batches(dataset, batch_size, data_options):
 
 
 def _train_and_test_data(dataset, batch_size, image_size, seed, data_dir, download, one_hot=False, val_split=0.2,
-                         strict=False, crop_pct=0.875, dtype="float32", data_service=None, augmentation="paper"):
-    """The training and evaluation pipelines of `dataset` (the first through `data_service`, if given), and its
-    `DatasetInfo`."""
+                         strict=False, crop_pct=0.875, dtype="float32", data_service=None, augmentation="paper",
+                         train_size=None):
+    """The training and evaluation pipelines of `dataset` (the first through `data_service`, if given, and at
+    `train_size` if given), and its `DatasetInfo` (the evaluation's image size)."""
     common = dict(batch_size=batch_size, data_dir=data_dir, download=download, image_size=image_size,
                   cache=dataset == "digits", val_split=val_split, split_seed=seed, strict=strict, crop_pct=crop_pct,
                   dtype=dtype)
     train_ds, info = data.load_dataset(dataset, "train", seed=seed, data_service=data_service,
-                                       augmentation=augmentation, **common)
+                                       augmentation=augmentation, **dict(common, image_size=train_size or image_size))
     if info.details:
         counts = info.details["counts"]["train"]
         print("keras-resnext: training images per class: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    test_ds, _ = data.load_dataset(dataset, eval_split(dataset), **common)
+    test_ds, evaluation = data.load_dataset(dataset, eval_split(dataset), **common)
+    info = dataclasses.replace(info, image_size=evaluation.image_size)
     if one_hot:  # label smoothing needs one-hot targets
         def encode(x, y):
             return x, keras.ops.one_hot(y, info.num_classes)

@@ -167,3 +167,24 @@ def test_train_with_torchvisions_recipe_learns_the_digits_and_records_it(tmp_pat
     images, labels = next(iter(data.load_dataset("digits", "test", batch_size=360, dtype="uint8")[0]))
     accuracy = float(np.mean(model.predict(images, verbose=0).argmax(-1) == labels.numpy()))
     assert accuracy == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_torchvisions_recipe_on_imagenet_trains_at_176_and_evaluates_at_224_after_232(tmp_path):
+    import tensorflow_datasets as tfds
+
+    from keras_resnext import jobs
+
+    with tfds.testing.mock_data(num_examples=8):
+        train, test, info = jobs._train_and_test_data("imagenet2012", 4, None, 0, None, True, one_hot=True,
+                                                      dtype="uint8", augmentation="torchvision",
+                                                      **jobs._sizes("torchvision", "imagenet2012", "default", None))
+        assert next(iter(train))[0].shape == (4, 176, 176, 3) and next(iter(test))[0].shape == (4, 224, 224, 3)
+        assert info.image_size == 224
+        result = command("train", "--dataset", "imagenet2012", "--download", "--recipe", "torchvision",
+                         "--epochs", "2", "--batch-size", "4", "--output", tmp_path / "run")
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["preprocessing"]["image_size"] == 224
+    assert metrics["preprocessing"]["crop_pct"] == pytest.approx(224 / 232)
+    assert keras.models.load_model(tmp_path / "run" / "model.keras").inputs[0].shape == (None, None, None, 3)
