@@ -8,6 +8,14 @@
   `trivial_augment_wide` (TrivialAugmentWide's 14 ops as torchvision's tensor kernels
   compute them), `random_erasing`, and the batch-level `mix_batch` (MixUp or CutMix).
 
+Keras 3's `MixUp`, `CutMix`, `RandomErasing` and `RandAugment` layers compute other
+augmentations, so they are not used: MixUp and CutMix draw a lambda per image and pair
+images by a random permutation (torchvision: one lambda per batch, each image with its
+neighbour, CutMix's lambda from the clipped box); RandomErasing draws each side as a
+fraction of the image's (torchvision: an area of 2%-33% at an aspect of 0.3-3.3, ten
+tries); RandAugment is not TrivialAugmentWide's ops and magnitudes. And they draw from a
+layer's seed generator, where the pipelines seed each example statelessly.
+
 Images are float RGB in [0, 255], `(height, width, 3)`; the reference works in [0, 1],
 which scales every step alike. Neither clips, as the reference does not: a float32
 pipeline keeps the values it computes; a uint8 one rounds and clips them.
