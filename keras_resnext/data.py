@@ -68,6 +68,7 @@ def load_dataset(
     dtype="float32",
     data_service=None,
     augmentation="paper",
+    augment_repeats=1,
 ):
     """A batched, prefetched `tf.data.Dataset` of `(images, labels)` and its `DatasetInfo`.
 
@@ -98,6 +99,13 @@ def load_dataset(
             and random erasing (p 0.1), as in `kr.training.torchvision_recipe`.
             Small images (digits, CIFAR) take the paper's pad-and-crop, and with
             `"torchvision"` the same two after it.
+        augment_repeats: repeated augmentation (torchvision's `--ra-sampler`, 4 in its
+            recipe): each batch holds `batch_size // augment_repeats` images, each
+            `augment_repeats` times, every copy augmented anew, ordered copy by copy so
+            that neighbours (MixUp's and CutMix's pairs) are different images. A pass
+            then yields every image `augment_repeats` times; the reference's epoch is the
+            first `1 / augment_repeats` of it: give `fit` `steps_per_epoch=len(ds) //
+            augment_repeats` of the repeated data set. `batch_size` must be a multiple.
         dtype: `"float32"`, images normalised with the data set's mean and std,
             or `"uint8"`, the raw pixels (a quarter of the bytes to move), for a
             model that normalises them itself (`include_preprocessing=True`).
@@ -110,6 +118,10 @@ def load_dataset(
     drop_remainder = training if drop_remainder is None else drop_remainder
     check_choice("dtype", dtype, DTYPES)
     check_choice("augmentation", augmentation, AUGMENTATIONS)
+    if isinstance(augment_repeats, bool) or not isinstance(augment_repeats, int) or augment_repeats < 1 \
+            or batch_size % augment_repeats:
+        raise ValueError(f"augment_repeats must be a positive int that divides batch_size ({batch_size}); "
+                         f"received {augment_repeats!r}.")
     ds, info, augment = _source(name, split, data_dir, download, val_split, split_seed, strict)
     info = dataclasses.replace(info, image_size=image_size or info.image_size, crop_pct=crop_pct)
     if cache:
@@ -119,7 +131,8 @@ def load_dataset(
     finish = functools.partial(_finish, info=info, dtype=dtype, clip=training and augmentation == "paper")
     read = tf.io.read_file if name.startswith("folder:") else (lambda data: data)
     if training:
-        ds = _augmented(ds, info, augment, seed, lambda data: data if augment else read(data), finish, augmentation)
+        ds = _augmented(ds, info, augment, seed, lambda data: data if augment else read(data), finish, augmentation,
+                        repeats=(augment_repeats, batch_size))
     elif augment is not None:
         ds = ds.map(lambda image, label: (finish(_resize(image, info.image_size)), label), num_parallel_calls=AUTOTUNE)
     else:  # encoded images (see `_source`): decoded whole, for the exact evaluation transform
@@ -171,11 +184,15 @@ def _source(name, split, data_dir, download, val_split=0.2, seed=0, strict=False
     raise ValueError(f"Unknown dataset {name!r}; expected one of {', '.join(DATASETS)}.")
 
 
-def _augmented(ds, info, augment, seed, read, finish, augmentation="paper"):
-    """Shuffled, randomly augmented training examples (stateless, seeded per example), `read` and `finish`ed."""
+def _augmented(ds, info, augment, seed, read, finish, augmentation="paper", repeats=(1, None)):
+    """Shuffled, randomly augmented training examples (stateless, seeded per example), `read` and `finish`ed;
+    `repeats`: `(copies, batch_size)` of repeated augmentation."""
     size = info.image_size
     buffer = min(info.num_examples, 10_000) if info.num_examples > 0 else 10_000
     ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    copies, batch_size = repeats
+    if copies > 1:
+        ds = _repeated(ds, copies, batch_size // copies, info.num_examples)
     # One (2,)-int64 stateless seed per example, new every epoch, deterministic when seeded.
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
     ds = tf.data.Dataset.zip((ds, seeds))
@@ -193,6 +210,21 @@ def _augmented(ds, info, augment, seed, read, finish, augmentation="paper"):
         return finish(image)
 
     return ds.map(lambda ex, s: (example(ex[0], s), ex[1]), num_parallel_calls=AUTOTUNE)
+
+
+def _repeated(ds, copies, images, num_examples):
+    """Groups of `images` examples, each group `copies` times over: batches of `copies * images`.
+
+    torchvision's RASampler repeats each image on consecutive ranks, so one rank's batch
+    holds different images and the global batch each of them `copies` times; copy by copy
+    (the group, then the group again) keeps that here, where one batch is the global one.
+    """
+    ds = ds.batch(images, drop_remainder=True)
+    ds = ds.flat_map(lambda *group: tf.data.Dataset.from_tensor_slices(group if len(group) > 1 else group[0])
+                     .repeat(copies))
+    if num_examples > 0:  # a known length keeps a pass's batch count known
+        ds = ds.apply(tf.data.experimental.assert_cardinality(num_examples // images * images * copies))
+    return ds
 
 
 def digits_arrays(split):

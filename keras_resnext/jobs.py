@@ -113,7 +113,8 @@ def train(
     train_ds, test_ds, info, global_batch = _fitting_batches(dataset, batch_size * strat.num_replicas_in_sync, dict(
         image_size=_image_size(image_size, model, dataset), seed=seed, data_dir=data_dir, download=download,
         val_split=val_split, strict=strict, one_hot=bool(label_smoothing) or recipe == "torchvision",
-        dtype="uint8", data_service=data_service, augmentation=recipe, **sizes))
+        dtype="uint8", data_service=data_service, augmentation=recipe, augment_repeats=_augment_repeats(recipe),
+        **sizes))
     finetuning = weights is not None and info.num_classes != 1000
     phases = _phases(epochs, int(finetuning and epochs > 1) if freeze_epochs is None else freeze_epochs)
     recipe, settings = _recipe_for(recipe, info, schedule, label_smoothing, optimizer)
@@ -152,6 +153,11 @@ def _recipe_for(name, info, schedule, label_smoothing, optimizer):
                     label_smoothing=label_smoothing, augmentation="paper")
     recipe = training.imagenet_recipe if imagenet else training.cifar_recipe
     return functools.partial(recipe, schedule=schedule, label_smoothing=label_smoothing, optimizer=optimizer), settings
+
+
+def _augment_repeats(recipe):
+    """The copies of each image in a batch: torchvision's recipe repeats its augmentation, the paper's does not."""
+    return training.TORCHVISION_AUGMENT_REPEATS if recipe == "torchvision" else 1
 
 
 def _sizes(recipe, dataset, model, weights):
@@ -234,7 +240,8 @@ def _fit_and_report(net, compile_phase, phases, train_ds, test_ds, info, strat, 
             continue
         recipe_data = compile_phase(frozen, end - first)
         backup = "backup" if len(phases) == 1 else os.path.join("backup", f"phase{i}")
-        history = net.fit(**_one_stream(train_ds), validation_data=test_ds, initial_epoch=first, epochs=end,
+        repeats = recipe_data.augment_repeats if recipe_data else 1
+        history = net.fit(**_one_stream(train_ds, repeats), validation_data=test_ds, initial_epoch=first, epochs=end,
                           class_weight=class_weight, verbose=verbose,
                           shuffle=False,  # the pipeline shuffles; Keras would only warn that it ignores this
                           callbacks=training.default_callbacks(run_dir, backup_dir=backup,
@@ -276,8 +283,9 @@ def _float32_model(net, strat):
     return copy
 
 
-def _one_stream(dataset):
-    """`fit`'s `x` and `steps_per_epoch` that read `dataset` as one stream, an epoch being one pass of it.
+def _one_stream(dataset, augment_repeats=1):
+    """`fit`'s `x` and `steps_per_epoch` that read `dataset` as one stream, an epoch being one pass of it
+    (`1 / augment_repeats` of a pass of data loaded with repeated augmentation: as many images as a pass).
 
     Given a finite data set and no step count, Keras makes a new iterator of the
     pipeline at the start and at the end of every epoch, and dropping one while
@@ -297,7 +305,7 @@ def _one_stream(dataset):
         return {"x": dataset}
     options = tf.data.Options()
     options.autotune.enabled = False
-    return {"x": dataset.repeat().with_options(options), "steps_per_epoch": batches}
+    return {"x": dataset.repeat().with_options(options), "steps_per_epoch": max(batches // augment_repeats, 1)}
 
 
 def _run_metrics(net, test_ds, info, strat):
@@ -345,29 +353,36 @@ def eval_crop(model, weights):
 
 
 def _fitting_batches(dataset, batch_size, data_options):
-    """`_train_and_test_data` with the batch lowered to the training set's size if it is smaller.
+    """`_train_and_test_data` with the batch lowered to the training set's size if it is smaller (to a
+    multiple of the recipe's augmentation repeats).
 
     Training drops the last partial batch, so a set smaller than a batch would train on nothing.
     """
+    repeats = data_options.get("augment_repeats", 1)
+    if batch_size % repeats:
+        raise ValueError(f"The torchvision recipe puts each image {repeats} times in a batch (its repeated "
+                         f"augmentation): the batch size must be a multiple of {repeats}; received {batch_size}.")
     train_ds, test_ds, info = _train_and_test_data(dataset, batch_size, **data_options)
     if 0 < info.num_examples < batch_size:
+        lowered = max(info.num_examples // repeats * repeats, repeats)
         print(f"keras-resnext: {info.num_examples} training images, fewer than a batch of {batch_size}; "
-              f"training with batches of {info.num_examples}.")
-        batch_size = info.num_examples
+              f"training with batches of {lowered}.")
+        batch_size = lowered
         train_ds, test_ds, info = _train_and_test_data(dataset, batch_size, **data_options)
     return train_ds, test_ds, info, batch_size
 
 
 def _train_and_test_data(dataset, batch_size, image_size, seed, data_dir, download, one_hot=False, val_split=0.2,
                          strict=False, crop_pct=0.875, dtype="float32", data_service=None, augmentation="paper",
-                         train_size=None):
+                         train_size=None, augment_repeats=1):
     """The training and evaluation pipelines of `dataset` (the first through `data_service`, if given, and at
     `train_size` if given), and its `DatasetInfo` (the evaluation's image size)."""
     common = dict(batch_size=batch_size, data_dir=data_dir, download=download, image_size=image_size,
                   cache=dataset == "digits", val_split=val_split, split_seed=seed, strict=strict, crop_pct=crop_pct,
                   dtype=dtype)
     train_ds, info = data.load_dataset(dataset, "train", seed=seed, data_service=data_service,
-                                       augmentation=augmentation, **dict(common, image_size=train_size or image_size))
+                                       augmentation=augmentation, augment_repeats=augment_repeats,
+                                       **dict(common, image_size=train_size or image_size))
     if info.details:
         counts = info.details["counts"]["train"]
         print("keras-resnext: training images per class: " + ", ".join(f"{k} {v}" for k, v in counts.items()))

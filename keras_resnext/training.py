@@ -119,6 +119,10 @@ def _recipe(steps_per_epoch, epochs, peak, schedule, drops, warmup_epochs, weigh
     return sgd(lr, weight_decay, optimizer=optimizer), loss
 
 
+# torchvision's --ra-reps with --ra-sampler, as its v2 ResNet/ResNeXt weights were trained.
+TORCHVISION_AUGMENT_REPEATS = 4
+
+
 @dataclasses.dataclass
 class RecipeData:
     """What `torchvision_recipe` asks of the data and of `fit` besides its optimizer and loss.
@@ -131,6 +135,9 @@ class RecipeData:
             `fit` is done, `ema.apply()` puts the average in the model, as the recipe
             evaluates and ships it.
         settings: the recipe's values, as `train` records them in metrics.json.
+        augment_repeats: `load_dataset`'s repeated augmentation (torchvision's
+            `--ra-sampler --ra-reps 4`): every image of a batch that many times, each copy
+            augmented anew; an epoch is then `1 / augment_repeats` of a pass.
     """
 
     augmentation: str
@@ -138,6 +145,7 @@ class RecipeData:
     cutmix_alpha: float
     ema: object
     settings: dict
+    augment_repeats: int = 1
 
     def mix(self, dataset, num_classes, seed=None):
         """`dataset`'s batches with one-hot labels, each MixUp or CutMix (`kr.augment.mix_batch`), seeded per batch."""
@@ -162,7 +170,7 @@ def mix_batches(dataset, num_classes, seed=None, mixup_alpha=0.2, cutmix_alpha=1
 
 def torchvision_recipe(steps_per_epoch, epochs=600, batch_size=1024, num_examples=ema_lib.IMAGENET_TRAIN_IMAGES,
                        base_lr=0.5, warmup_epochs=None, weight_decay=2e-5, label_smoothing=0.1, mixup_alpha=0.2,
-                       cutmix_alpha=1.0, ema_decay=0.99998, ema_steps=32):
+                       cutmix_alpha=1.0, ema_decay=0.99998, ema_steps=32, augment_repeats=TORCHVISION_AUGMENT_REPEATS):
     """The recipe behind torchvision's v2 ResNet/ResNeXt weights (81.2% top-1 for ResNeXt-50 32x4d):
     `(optimizer, loss, data)`.
 
@@ -171,14 +179,16 @@ def torchvision_recipe(steps_per_epoch, epochs=600, batch_size=1024, num_example
     cosine to 0 (`keras_resnext.optimizers.EpochWarmupCosine`, stepped per epoch), weight
     decay 2e-5 added to the gradient of every variable but BatchNorm's, label smoothing 0.1,
     MixUp 0.2 or CutMix 1.0 per batch, TrivialAugmentWide and random erasing 0.1 per image,
-    an EMA of the weights every 32 steps (decay 0.99998, adjusted), 600 epochs. `data` is a
-    `RecipeData`.
+    each image 4 times per batch (repeated augmentation), an EMA of the weights every 32
+    steps (decay 0.99998, adjusted), 600 epochs. `data` is a `RecipeData`.
 
     Args:
         steps_per_epoch, epochs, batch_size: of the run (`batch_size` the global batch).
         num_examples: the training images; the EMA's decay adjustment scales with them
             (torchvision's formula takes ImageNet's 1,281,167 as given).
         warmup_epochs: default 5 of ImageNet's 600, the same fraction otherwise (at least one).
+        augment_repeats: the copies of each image per batch that the data must be loaded
+            with (`load_dataset(..., augment_repeats=data.augment_repeats)`); 1 turns it off.
     """
     if steps_per_epoch < 1 or epochs < 1:
         raise ValueError(f"steps_per_epoch and epochs must be positive; got {steps_per_epoch}, {epochs}.")
@@ -193,9 +203,10 @@ def torchvision_recipe(steps_per_epoch, epochs=600, batch_size=1024, num_example
                     schedule="cosine", warmup_epochs=warmup_epochs, warmup_factor=0.01, weight_decay=weight_decay,
                     norm_weight_decay=0.0, label_smoothing=label_smoothing, mixup_alpha=mixup_alpha,
                     cutmix_alpha=cutmix_alpha, augmentation="trivial_augment_wide", random_erasing=0.1,
-                    ema_decay=ema_decay, ema_steps=ema_steps, ema_decay_adjusted=decay, epochs=epochs)
+                    ema_decay=ema_decay, ema_steps=ema_steps, ema_decay_adjusted=decay, epochs=epochs,
+                    augment_repeats=augment_repeats)
     ema = ema_lib.ExponentialMovingAverage(decay, ema_steps, warmup_epochs=warmup_epochs)
-    return optimizer, loss, RecipeData("torchvision", mixup_alpha, cutmix_alpha, ema, settings)
+    return optimizer, loss, RecipeData("torchvision", mixup_alpha, cutmix_alpha, ema, settings, augment_repeats)
 
 
 def set_precision(policy="auto"):

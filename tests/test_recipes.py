@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import FIXTURES, command
+from helpers import FIXTURES, command, log_rows
 from keras_resnext import augment, ema, training
 from keras_resnext.optimizers import EpochWarmupCosine
 
@@ -115,6 +115,37 @@ def test_the_recipes_values_are_torchvisions():
     assert data.augmentation == "torchvision" and (data.mixup_alpha, data.cutmix_alpha) == (0.2, 1.0)
     assert data.ema.decay == pytest.approx(1 - 2e-5 * 1024 * 32 / 600) and data.ema.ema_steps == 32
     assert data.settings["warmup_epochs"] == 5 and data.ema.warmup_epochs == 5
+    assert data.augment_repeats == data.settings["augment_repeats"] == 4  # --ra-sampler --ra-reps 4
+
+
+def test_repeated_augmentation_lays_out_batches_as_torchvisions_ra_sampler_does():
+    """RASampler over 4 ranks: each image on 4 consecutive ranks, so one rank's batch holds different images and
+    the global batch each of them 4 times. Here one batch is the global one: copy by copy, every image 4 times."""
+    from keras_resnext import data
+
+    group = data._repeated(tf.data.Dataset.range(40), copies=4, images=8, num_examples=40)
+    assert int(group.cardinality()) == 160
+    batches = np.array(list(group.batch(32).as_numpy_iterator()))
+    assert batches.shape == (5, 32)
+    for batch in batches:
+        copies = batch.reshape(4, 8)
+        assert (copies == copies[0]).all() and len(set(copies[0])) == 8  # neighbours differ: MixUp's pairs
+    assert sorted(batches[:, :8].ravel()) == list(range(40))  # a pass: every image, 4 times
+    train, info = data.load_dataset("digits", "train", batch_size=64, seed=0, dtype="uint8",
+                                    augmentation="torchvision", augment_repeats=4)
+    assert len(train) == 1437 // 16  # 16 images a batch; fit's epoch is a quarter of this pass
+    images, labels = next(iter(train))
+    images, labels = images.numpy().reshape(4, 16, -1).astype(int), labels.numpy().reshape(4, 16)
+    assert (labels == labels[0]).all()
+    assert all(np.abs(images[0] - images[k]).mean() > 1 for k in (1, 2, 3))  # each copy augmented anew
+    from keras_resnext import jobs
+
+    assert jobs._one_stream(train, 4)["steps_per_epoch"] == 1437 // 16 // 4 == 1437 // 64
+    with pytest.raises(ValueError, match="augment_repeats must be a positive int that divides batch_size"):
+        data.load_dataset("digits", "train", batch_size=30, augment_repeats=4)
+    result = command("train", "--recipe", "torchvision", "--batch-size", "30", "--output", "unused")
+    assert result.returncode == 2 and "must be a multiple of 4; received 30" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_the_random_parts_are_spread_as_the_reference_draws_them():
@@ -160,6 +191,7 @@ def test_train_with_torchvisions_recipe_learns_the_digits_and_records_it(tmp_pat
         assert metrics["test_accuracy"] >= 0.9, (seed, metrics["test_accuracy"])
         recipe = metrics["recipe"]
         assert recipe["name"] == "torchvision" and recipe["mixup_alpha"] == 0.2 and recipe["ema_steps"] == 32
+        assert recipe["augment_repeats"] == 4 and len(log_rows(run)) == 12
     # The saved model is the EMA's, the one evaluated: its accuracy is the run's.
     model = keras.models.load_model(run / "model.keras")
     from keras_resnext import data
