@@ -56,6 +56,22 @@ def test_a_cached_file_is_hashed_once_until_it_changes(tiny_registry, monkeypatc
     assert kr.weights.fetch(TINY_ENTRY) == path and len(hashed) == 2
 
 
+def test_two_copies_of_a_checkpoint_are_each_remembered_as_verified(tmp_path, monkeypatch):
+    """One record per file: two caches of the same checkpoint (two tests, two users' caches) once thrashed one."""
+    import hashlib
+
+    hashed = []
+    real_sha256 = download._sha256
+    monkeypatch.setattr(download, "_sha256", lambda path: hashed.append(path) or real_sha256(path))
+    copies = [tmp_path / "first.safetensors", tmp_path / "second.safetensors"]
+    for copy in copies:
+        copy.write_bytes(TINY_CHECKPOINT)
+    expected = hashlib.sha256(TINY_CHECKPOINT).hexdigest()
+    for _ in range(3):
+        assert all(download._has_hash(str(copy), expected) for copy in copies)
+    assert len(hashed) == 2
+
+
 def test_a_corrupt_download_is_refused_and_not_kept(tiny_registry, tmp_path):
     tiny_registry.corrupt_bodies = True
     with pytest.raises(ValueError, match="corrupt"):

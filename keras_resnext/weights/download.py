@@ -34,16 +34,19 @@ def _sha256(path):
     return digest.hexdigest()
 
 
-def _verified_record(expected):
+def _verified_record(expected, path):
+    """The record of `path` verified as `expected`: one per file, so that copies of one checkpoint in two
+    caches do not overwrite each other's record (each would then be hashed again at every load)."""
     root = os.environ.get("KERAS_RESNEXT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "keras_resnext")
-    return os.path.join(root, "verified", f"{expected}.json")
+    where = hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return os.path.join(root, "verified", f"{expected}-{where}.json")
 
 
 def _has_hash(path, expected):
     """Whether `path` hashes to `expected`; a file verified before and unchanged since is not re-read."""
     stat = os.stat(path)
     identity = {"path": os.path.realpath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    record = _verified_record(expected)
+    record = _verified_record(expected, identity["path"])
     try:
         with open(record) as f:
             if json.load(f) == identity:
