@@ -118,10 +118,7 @@ def load_dataset(
     drop_remainder = training if drop_remainder is None else drop_remainder
     check_choice("dtype", dtype, DTYPES)
     check_choice("augmentation", augmentation, AUGMENTATIONS)
-    if isinstance(augment_repeats, bool) or not isinstance(augment_repeats, int) or augment_repeats < 1 \
-            or batch_size % augment_repeats:
-        raise ValueError(f"augment_repeats must be a positive int that divides batch_size ({batch_size}); "
-                         f"received {augment_repeats!r}.")
+    _check_repeats(augment_repeats, batch_size)
     ds, info, augment = _source(name, split, data_dir, download, val_split, split_seed, strict)
     info = dataclasses.replace(info, image_size=image_size or info.image_size, crop_pct=crop_pct)
     if cache:
@@ -182,6 +179,13 @@ def _source(name, split, data_dir, download, val_split=0.2, seed=0, strict=False
         ds, info = _tfds(name, split, data_dir, download, IMAGENET_MEAN, IMAGENET_STD, 224, encoded=True)
         return ds, info, None
     raise ValueError(f"Unknown dataset {name!r}; expected one of {', '.join(DATASETS)}.")
+
+
+def _check_repeats(augment_repeats, batch_size):
+    if isinstance(augment_repeats, bool) or not isinstance(augment_repeats, int) or augment_repeats < 1 \
+            or batch_size % augment_repeats:
+        raise ValueError(f"augment_repeats must be a positive int that divides batch_size ({batch_size}); "
+                         f"received {augment_repeats!r}.")
 
 
 def _augmented(ds, info, augment, seed, read, finish, augmentation="paper", repeats=(1, None)):

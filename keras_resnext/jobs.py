@@ -109,16 +109,15 @@ def train(
     keras.utils.set_random_seed(seed)
     strat = distribute.make_strategy(strategy)  # first: a multi-worker strategy must configure the runtime
     training.set_precision(precision)  # which may ask for the devices, starting the runtime
-    sizes = _sizes(recipe, dataset, model, weights)
+    recipe_data = _recipe_data(recipe, dataset, model, weights)
     train_ds, test_ds, info, global_batch = _fitting_batches(dataset, batch_size * strat.num_replicas_in_sync, dict(
         image_size=_image_size(image_size, model, dataset), seed=seed, data_dir=data_dir, download=download,
         val_split=val_split, strict=strict, one_hot=bool(label_smoothing) or recipe == "torchvision",
-        dtype="uint8", data_service=data_service, augmentation=recipe, augment_repeats=_augment_repeats(recipe),
-        **sizes))
+        dtype="uint8", data_service=data_service, **recipe_data))
     finetuning = weights is not None and info.num_classes != 1000
     phases = _phases(epochs, int(finetuning and epochs > 1) if freeze_epochs is None else freeze_epochs)
     recipe, settings = _recipe_for(recipe, info, schedule, label_smoothing, optimizer)
-    net = _build_for_run(strat, model, info, weights, any_size=bool(sizes["train_size"]))
+    net = _build_for_run(strat, model, info, weights, any_size=bool(recipe_data["train_size"]))
     # Only now, with the data and the model known to be good, is anything written: bad input writes nothing.
     with run_folder.recording(run_dir), distribute.run_scope(strat):  # JAX reads its distribution while fitting
         options = dict(phases=phases, verbose=verbose, class_weight=_class_weights(info, class_weight),
@@ -155,21 +154,19 @@ def _recipe_for(name, info, schedule, label_smoothing, optimizer):
     return functools.partial(recipe, schedule=schedule, label_smoothing=label_smoothing, optimizer=optimizer), settings
 
 
-def _augment_repeats(recipe):
-    """The copies of each image in a batch: torchvision's recipe repeats its augmentation, the paper's does not."""
-    return training.TORCHVISION_AUGMENT_REPEATS if recipe == "torchvision" else 1
-
-
-def _sizes(recipe, dataset, model, weights):
-    """The run's training size (None: the evaluation's) and evaluation crop.
+def _recipe_data(recipe, dataset, model, weights):
+    """What the recipe asks of the data: its augmentation, the copies of each image in a batch (torchvision's
+    repeated augmentation), the training size (None: the evaluation's) and the evaluation crop.
 
     torchvision's recipe from scratch on imagenet2012 trains at 176 px and evaluates at
     224 after a resize to 232 (its references' values); otherwise a run trains at the
     evaluation's size, with the crop of its pretrained weights or ImageNet's 0.875.
     """
-    if recipe == "torchvision" and dataset == "imagenet2012" and weights is None:
-        return {"train_size": 176, "crop_pct": 224 / 232}
-    return {"train_size": None, "crop_pct": eval_crop(model, weights)}
+    torchvision = recipe == "torchvision"
+    options = dict(augmentation=recipe, augment_repeats=training.TORCHVISION_AUGMENT_REPEATS if torchvision else 1)
+    if torchvision and dataset == "imagenet2012" and weights is None:
+        return dict(options, train_size=176, crop_pct=224 / 232)
+    return dict(options, train_size=None, crop_pct=eval_crop(model, weights))
 
 
 def _build_for_run(strat, model, info, weights, any_size=False):

@@ -209,8 +209,9 @@ def test_torchvisions_recipe_on_imagenet_trains_at_176_and_evaluates_at_224_afte
 
     with tfds.testing.mock_data(num_examples=8):
         train, test, info = jobs._train_and_test_data("imagenet2012", 4, None, 0, None, True, one_hot=True,
-                                                      dtype="uint8", augmentation="torchvision",
-                                                      **jobs._sizes("torchvision", "imagenet2012", "default", None))
+                                                      dtype="uint8",
+                                                      **jobs._recipe_data("torchvision", "imagenet2012", "default",
+                                                                          None))
         assert next(iter(train))[0].shape == (4, 176, 176, 3) and next(iter(test))[0].shape == (4, 224, 224, 3)
         assert info.image_size == 224
         result = command("train", "--dataset", "imagenet2012", "--download", "--recipe", "torchvision",
