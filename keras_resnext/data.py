@@ -128,8 +128,7 @@ def load_dataset(
     finish = functools.partial(_finish, info=info, dtype=dtype, clip=training and augmentation == "paper")
     read = tf.io.read_file if name.startswith("folder:") else (lambda data: data)
     if training:
-        ds = _augmented(ds, info, augment, seed, lambda data: data if augment else read(data), finish, augmentation,
-                        repeats=(augment_repeats, batch_size))
+        ds = _augmented(ds, info, augment, seed, read, finish, augmentation, augment_repeats, batch_size)
     elif augment is not None:
         ds = ds.map(lambda image, label: (finish(_resize(image, info.image_size)), label), num_parallel_calls=AUTOTUNE)
     else:  # encoded images (see `_source`): decoded whole, for the exact evaluation transform
@@ -188,13 +187,12 @@ def _check_repeats(augment_repeats, batch_size):
                          f"received {augment_repeats!r}.")
 
 
-def _augmented(ds, info, augment, seed, read, finish, augmentation="paper", repeats=(1, None)):
-    """Shuffled, randomly augmented training examples (stateless, seeded per example), `read` and `finish`ed;
-    `repeats`: `(copies, batch_size)` of repeated augmentation."""
+def _augmented(ds, info, augment, seed, read, finish, augmentation="paper", copies=1, batch_size=None):
+    """Shuffled, randomly augmented training examples (stateless, seeded per example), `finish`ed; `read` reads
+    an encoded example for the ImageNet-style crop; `copies` of each image per batch of `batch_size`."""
     size = info.image_size
     buffer = min(info.num_examples, 10_000) if info.num_examples > 0 else 10_000
     ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    copies, batch_size = repeats
     if copies > 1:
         ds = _repeated(ds, copies, batch_size // copies, info.num_examples)
     # One (2,)-int64 stateless seed per example, new every epoch, deterministic when seeded.

@@ -109,15 +109,15 @@ def train(
     keras.utils.set_random_seed(seed)
     strat = distribute.make_strategy(strategy)  # first: a multi-worker strategy must configure the runtime
     training.set_precision(precision)  # which may ask for the devices, starting the runtime
-    recipe_data = _recipe_data(recipe, dataset, model, weights)
+    recipe_inputs = _recipe_data_options(recipe, dataset, model, weights)
     train_ds, test_ds, info, global_batch = _fitting_batches(dataset, batch_size * strat.num_replicas_in_sync, dict(
         image_size=_image_size(image_size, model, dataset), seed=seed, data_dir=data_dir, download=download,
         val_split=val_split, strict=strict, one_hot=bool(label_smoothing) or recipe == "torchvision",
-        dtype="uint8", data_service=data_service, **recipe_data))
+        dtype="uint8", data_service=data_service, **recipe_inputs))
     finetuning = weights is not None and info.num_classes != 1000
     phases = _phases(epochs, int(finetuning and epochs > 1) if freeze_epochs is None else freeze_epochs)
-    recipe, settings = _recipe_for(recipe, info, schedule, label_smoothing, optimizer)
-    net = _build_for_run(strat, model, info, weights, any_size=bool(recipe_data["train_size"]))
+    recipe, settings = _recipe_for(recipe, info, schedule, label_smoothing, optimizer, recipe_inputs["augment_repeats"])
+    net = _build_for_run(strat, model, info, weights, any_size=bool(recipe_inputs["train_size"]))
     # Only now, with the data and the model known to be good, is anything written: bad input writes nothing.
     with run_folder.recording(run_dir), distribute.run_scope(strat):  # JAX reads its distribution while fitting
         options = dict(phases=phases, verbose=verbose, class_weight=_class_weights(info, class_weight),
@@ -137,15 +137,16 @@ def _checked_arguments(dataset, epochs, batch_size, optimizer, recipe):
     return epochs, positive_int("batch_size", batch_size)
 
 
-def _recipe_for(name, info, schedule, label_smoothing, optimizer):
+def _recipe_for(name, info, schedule, label_smoothing, optimizer, augment_repeats=1):
     """`(recipe, settings)`: `recipe(steps_per_epoch, epochs=..., batch_size=...)` and what metrics.json records.
 
     The paper's recipe is ImageNet's from 128 px up, CIFAR's below; torchvision's records
-    its own values once it has made them (`training.RecipeData.settings`).
+    its own values once it has made them (`training.RecipeData.settings`), with the
+    `augment_repeats` its data was loaded with.
     """
     if name == "torchvision":
         return functools.partial(training.torchvision_recipe, num_examples=max(info.num_examples, 1),
-                                 label_smoothing=label_smoothing or 0.1), None
+                                 label_smoothing=label_smoothing or 0.1, augment_repeats=augment_repeats), None
     imagenet = info.image_size >= 128
     settings = dict(name="paper", optimizer=optimizer, schedule=schedule, base_lr=0.1,
                     per_batch=256 if imagenet else 128, weight_decay=1e-4 if imagenet else 5e-4, momentum=0.9,
@@ -154,7 +155,7 @@ def _recipe_for(name, info, schedule, label_smoothing, optimizer):
     return functools.partial(recipe, schedule=schedule, label_smoothing=label_smoothing, optimizer=optimizer), settings
 
 
-def _recipe_data(recipe, dataset, model, weights):
+def _recipe_data_options(recipe, dataset, model, weights):
     """What the recipe asks of the data: its augmentation, the copies of each image in a batch (torchvision's
     repeated augmentation), the training size (None: the evaluation's) and the evaluation crop.
 

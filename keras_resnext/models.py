@@ -128,8 +128,9 @@ def preprocessing_layer(include_preprocessing, channels=3):
     """The layer normalising raw [0, 255] pixels that `include_preprocessing` asks for, or None (False)."""
     if include_preprocessing is False or include_preprocessing is None:
         return None
-    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if include_preprocessing is True else (None, None)
-    if include_preprocessing is not True:
+    if include_preprocessing is True:
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    else:
         try:
             mean, std = (tuple(float(v) for v in values) for values in include_preprocessing)
         except (TypeError, ValueError):
