@@ -200,7 +200,8 @@ def load_spec(name):
 
 
 SPEC_KEYS = ("dataset", "budget", "max_trials", "epochs", "output", "tuner", "cardinalities", "depth_options",
-             "stem", "batch_size", "data_dir", "tolerance", "seed", "image_size")
+             "stem", "batch_size", "data_dir", "tolerance", "seed", "image_size", "val_split", "repeats", "recipe",
+             "precision", "schedule", "optimizer", "label_smoothing", "max_latency_ms")
 
 
 def _check_spec_keys(path, spec):
@@ -217,6 +218,9 @@ def _tune_arguments(args):
         "dataset": args.dataset, "budget": args.budget, "max_trials": args.max_trials, "epochs": args.epochs,
         "output": args.output, "tuner": args.tuner, "stem": args.stem, "batch_size": args.batch_size,
         "data_dir": args.data_dir, "tolerance": args.tolerance, "image_size": args.image_size,
+        "seed": args.seed, "val_split": args.val_split, "repeats": args.repeats, "recipe": args.recipe,
+        "precision": args.precision, "schedule": args.schedule, "optimizer": args.optimizer,
+        "label_smoothing": args.label_smoothing, "max_latency_ms": args.max_latency_ms,
         "cardinalities": args.cardinalities and [int(c) for c in args.cardinalities.split(",")],
         "depth_options": args.depths and [[int(d) for d in t.split("-")] for t in args.depths],
     }
@@ -233,11 +237,25 @@ def cmd_tune(args):
     summary = jobs.tune(**kwargs, download=args.download, overwrite=args.overwrite)
     if summary is None:
         return
-    print(f"budget {summary['budget_macs']:,} MACs; trials:")
-    for row in summary["trials"]:
+    print(f"budget {summary['budget_macs']:,} MACs; selected on {summary['splits']['validation']} held-out images, "
+          f"{summary['repeats']} seed(s) per candidate (mean and 95% interval):")
+    for row in summary["candidates"]:
+        measured = (f"latency {row['latency_ms']:7.2f} ms  train {row['train_images_per_second'] or 0:8.1f} img/s"
+                    if row.get("latency_ms") is not None else "")
+        accuracy = ("pruned (latency)" if row["pruned"] else "not trained" if not row["repeats"] else
+                    f"val_accuracy {row['val_accuracy_mean']:.4f} [{row['val_accuracy_ci_low']:.4f}, "
+                    f"{row['val_accuracy_ci_high']:.4f}]")
         print(f"  C={row['cardinality']:<3d} d={row['bottleneck_width']:<4d} depths={row['depths']:<9s} "
-              f"MACs={row['macs']:>13,d} params={row['params']:>11,d} val_accuracy={row.get('val_accuracy', 0):.4f}")
-    print(f"wrote {kwargs.get('output', 'tune-run')}/trials.csv, best_model.keras, accuracy_vs_cardinality.png")
+              f"MACs={row['macs']:>13,d} params={row['params']:>11,d} {measured}  {accuracy}")
+    best, runner_up = summary["best"], summary["runner_up"]
+    if best:
+        verdict = ("its interval is above the runner-up's" if summary["separated"] else
+                   "not separated from the runner-up: indistinguishable at this budget and data" if runner_up else
+                   "the only candidate trained")
+        print(f"best: C={best['cardinality']} d={best['bottleneck_width']} ({verdict}); "
+              f"test accuracy {summary['test_accuracy']:.4f} on {summary['splits']['test']} images, seen once")
+    print(f"wrote {kwargs.get('output', 'tune-run')}/trials.csv, candidates.csv, summary.json, best_model.keras, "
+          "accuracy_vs_cardinality.png, accuracy_vs_speed.png")
 
 
 def cmd_info(args):
@@ -376,6 +394,19 @@ def _tune_parser(sub):
     p.add_argument("--stem", default=None, choices=STEMS)
     p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--tolerance", type=float, default=None, help="budget tolerance, default 0.05")
+    p.add_argument("--val-split", type=float, default=None,
+                   help="the stratified fraction of the training split held out to rank candidates on (default 0.1); "
+                        "the test split is used once, on the selected candidate")
+    p.add_argument("--repeats", type=positive_int, default=None,
+                   help="seeds per candidate (default 3): each candidate's accuracy comes with a 95%% interval")
+    p.add_argument("--seed", type=int, default=None, help="the first seed (default 0); also the held-out split's")
+    p.add_argument("--recipe", default=None, choices=RECIPES, help="train's recipe for every candidate (default paper)")
+    p.add_argument("--precision", default=None, help="as train's (default auto)")
+    p.add_argument("--schedule", default=None, choices=("step", "cosine"), help="as train's (default step)")
+    p.add_argument("--optimizer", default=None, choices=OPTIMIZERS, help="as train's (default paper)")
+    p.add_argument("--label-smoothing", type=float, default=None, help="as train's (default 0)")
+    p.add_argument("--max-latency-ms", type=float, default=None,
+                   help="prune candidates whose single-image latency, measured here before training, is over this")
     p.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     p.set_defaults(func=cmd_tune)
     return p

@@ -69,6 +69,7 @@ def load_dataset(
     data_service=None,
     augmentation="paper",
     augment_repeats=1,
+    holdout=0.0,
 ):
     """A batched, prefetched `tf.data.Dataset` of `(images, labels)` and its `DatasetInfo`.
 
@@ -106,6 +107,11 @@ def load_dataset(
             then yields every image `augment_repeats` times; the reference's epoch is the
             first `1 / augment_repeats` of it: give `fit` `steps_per_epoch=len(ds) //
             augment_repeats` of the repeated data set. `batch_size` must be a multiple.
+        holdout: a fraction of the training split held out for model selection
+            (a search ranks on it, so the test split stays unseen): `split="train"`
+            is then the rest and `split="holdout"` that fraction, stratified by class
+            and the same for the same `split_seed`. Digits and image folders split
+            their lists; a tfds set reads its training labels once to split them.
         dtype: `"float32"`, images normalised with the data set's mean and std,
             or `"uint8"`, the raw pixels (a quarter of the bytes to move), for a
             model that normalises them itself (`include_preprocessing=True`).
@@ -119,7 +125,10 @@ def load_dataset(
     check_choice("dtype", dtype, DTYPES)
     check_choice("augmentation", augmentation, AUGMENTATIONS)
     _check_repeats(augment_repeats, batch_size)
-    ds, info, augment = _source(name, split, data_dir, download, val_split, split_seed, strict)
+    if holdout:
+        ds, info, augment = _held_out(name, split, holdout, data_dir, download, val_split, split_seed, strict)
+    else:
+        ds, info, augment = _source(name, split, data_dir, download, val_split, split_seed, strict)
     info = dataclasses.replace(info, image_size=image_size or info.image_size, crop_pct=crop_pct)
     if cache:
         ds = ds.cache()
@@ -178,6 +187,62 @@ def _source(name, split, data_dir, download, val_split=0.2, seed=0, strict=False
         ds, info = _tfds(name, split, data_dir, download, IMAGENET_MEAN, IMAGENET_STD, 224, encoded=True)
         return ds, info, None
     raise ValueError(f"Unknown dataset {name!r}; expected one of {', '.join(DATASETS)}.")
+
+
+HOLDOUT = "holdout"
+
+
+def _held_out(name, split, fraction, data_dir, download, val_split, seed, strict):
+    """`_source`'s training split less a stratified `fraction` (`split="train"`), or that fraction ("holdout")."""
+    if split not in ("train", HOLDOUT):
+        raise ValueError(f"With a holdout, split must be 'train' or '{HOLDOUT}'; received split={split!r}.")
+    if not 0 < fraction < 1:
+        raise ValueError(f"The holdout must be a fraction in (0, 1); received {fraction!r}.")
+    ds, info, augment = _source(name, "train", data_dir, download, val_split, seed, strict)
+    labels = _labels(name, ds, info, data_dir, val_split, seed, strict)
+    held = holdout_mask(labels, fraction, seed)
+    keep = held if split == HOLDOUT else ~held
+    mask = tf.constant(keep)
+
+    def kept(index, example):
+        return mask[index]
+
+    def without_index(index, example):
+        return example
+
+    ds = ds.enumerate().filter(kept).map(without_index)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(int(keep.sum())))
+    details = info.details and dict(info.details, holdout=fraction, counts=dict(
+        info.details["counts"], train=_class_counts(labels[~held], info.class_names),
+        holdout=_class_counts(labels[held], info.class_names)))
+    return ds, dataclasses.replace(info, num_examples=int(keep.sum()), details=details), augment
+
+
+def holdout_mask(labels, fraction, seed):
+    """A boolean mask over `labels` that holds out `fraction` of every class (at least one example), seeded."""
+    from sklearn.model_selection import train_test_split
+
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    stratify = labels if counts.min() >= 2 and len(labels) * fraction >= len(classes) else None
+    _, held = train_test_split(np.arange(len(labels)), test_size=fraction, random_state=seed, stratify=stratify)
+    mask = np.zeros(len(labels), bool)
+    mask[held] = True
+    return mask
+
+
+def _class_counts(labels, class_names):
+    return {name: int((labels == i).sum()) for i, name in enumerate(class_names)}
+
+
+def _labels(name, ds, info, data_dir, val_split, seed, strict):
+    """The training split's labels in order: from the list for digits and folders, one label-only pass for tfds."""
+    if name == "digits":
+        return digits_arrays("train")[1]
+    if name.startswith("folder:"):
+        return np.array([label for _, label in scan_folder(name[len("folder:"):], val_split, seed, strict)
+                         .splits["train"]])
+    return np.concatenate([labels for labels in ds.map(lambda _, label: label).batch(8192).as_numpy_iterator()])
 
 
 def _check_repeats(augment_repeats, batch_size):

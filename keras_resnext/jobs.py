@@ -11,14 +11,14 @@ import warnings
 import keras
 import numpy as np
 
-from keras_resnext import data, distribute, files, int8, models, plots, run_folder, training
+from keras_resnext import data, distribute, files, fitting, int8, models, plots, run_folder, training
 from keras_resnext.config import OPTIMIZERS, RECIPES, check_choice, eval_split, positive_int
 from keras_resnext.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD, imagenet_class_names
 from keras_resnext.inference import inference_model
 from keras_resnext.weights import registry as weights_registry
 
-TRIAL_COLUMNS = ["trial", "cardinality", "bottleneck_width", "depths", "macs", "params", "val_accuracy",
-                 "accuracy", "val_loss", "loss"]
+TRIAL_COLUMNS = ["trial", "seed", "epochs", "cardinality", "bottleneck_width", "depths", "macs", "params",
+                 "val_accuracy", "val_loss"]
 
 DEFAULT_EPOCHS = {"digits": 20, "cifar10": 300, "cifar100": 300}
 SMALL_IMAGE_DATASETS = ("digits", "cifar10", "cifar100")
@@ -116,12 +116,13 @@ def train(
         dtype="uint8", data_service=data_service, **recipe_inputs))
     finetuning = weights is not None and info.num_classes != 1000
     phases = _phases(epochs, int(finetuning and epochs > 1) if freeze_epochs is None else freeze_epochs)
-    recipe, settings = _recipe_for(recipe, info, schedule, label_smoothing, optimizer, recipe_inputs["augment_repeats"])
+    recipe, settings = fitting.recipe_for(recipe, info.image_size, info.num_examples, schedule, label_smoothing,
+                                          optimizer, recipe_inputs["augment_repeats"])
     net = _build_for_run(strat, model, info, weights, any_size=bool(recipe_inputs["train_size"]))
     # Only now, with the data and the model known to be good, is anything written: bad input writes nothing.
     with run_folder.recording(run_dir), distribute.run_scope(strat):  # JAX reads its distribution while fitting
         options = dict(phases=phases, verbose=verbose, class_weight=_class_weights(info, class_weight),
-                       precise_bn=finetuning)
+                       precise_bn=finetuning, seed=seed)
         net, metrics = _fit_phases(net, strat, recipe, global_batch, train_ds, test_ds, info, run_dir, options)
         metrics.update(dataset=dataset, strategy=strategy, class_weight=class_weight, optimizer=optimizer,
                        data_service=data_service, recipe=metrics.get("recipe") or settings)
@@ -135,24 +136,6 @@ def _checked_arguments(dataset, epochs, batch_size, optimizer, recipe):
     check_choice("recipe", recipe, RECIPES)
     epochs = DEFAULT_EPOCHS.get(dataset, 90) if epochs is None else positive_int("epochs", epochs)
     return epochs, positive_int("batch_size", batch_size)
-
-
-def _recipe_for(name, info, schedule, label_smoothing, optimizer, augment_repeats=1):
-    """`(recipe, settings)`: `recipe(steps_per_epoch, epochs=..., batch_size=...)` and what metrics.json records.
-
-    The paper's recipe is ImageNet's from 128 px up, CIFAR's below; torchvision's records
-    its own values once it has made them (`training.RecipeData.settings`), with the
-    `augment_repeats` its data was loaded with.
-    """
-    if name == "torchvision":
-        return functools.partial(training.torchvision_recipe, num_examples=max(info.num_examples, 1),
-                                 label_smoothing=label_smoothing or 0.1, augment_repeats=augment_repeats), None
-    imagenet = info.image_size >= 128
-    settings = dict(name="paper", optimizer=optimizer, schedule=schedule, base_lr=0.1,
-                    per_batch=256 if imagenet else 128, weight_decay=1e-4 if imagenet else 5e-4, momentum=0.9,
-                    label_smoothing=label_smoothing, augmentation="paper")
-    recipe = training.imagenet_recipe if imagenet else training.cifar_recipe
-    return functools.partial(recipe, schedule=schedule, label_smoothing=label_smoothing, optimizer=optimizer), settings
 
 
 def _recipe_data_options(recipe, dataset, model, weights):
@@ -187,10 +170,13 @@ def _fit_phases(net, strat, recipe, global_batch, train_ds, test_ds, info, run_d
     `recipe(steps_per_epoch, epochs=..., batch_size=...)` gives each phase's optimizer and loss.
     """
     phases = options["phases"]
-    steps = max(info.num_examples // global_batch, 1)
-    compile_phase = functools.partial(_compile_phase, net, strat, recipe, steps, batch_size=global_batch)
-    net, metrics = _fit_and_report(net, compile_phase, phases, train_ds, test_ds, info, strat, run_dir,
-                                   options["class_weight"], options["verbose"], options["precise_bn"])
+    fit_phase = functools.partial(fitting.fit, recipe=recipe, train_ds=train_ds,
+                                  steps_per_epoch=max(info.num_examples // global_batch, 1), batch_size=global_batch,
+                                  num_classes=info.num_classes, seed=options["seed"], strategy=strat,
+                                  validation_data=test_ds, class_weight=options["class_weight"],
+                                  verbose=options["verbose"])
+    net, metrics = _fit_and_report(net, fit_phase, phases, train_ds, test_ds, info, strat, run_dir,
+                                   options["precise_bn"])
     metrics.update(batch_size=global_batch, phases=[dict(start=a, end=b, backbone_frozen=f) for a, b, f in phases])
     return net, metrics
 
@@ -200,18 +186,6 @@ def _run_dir(output):
     return output if distribute.is_chief() else os.path.join(output, f"worker_{distribute.task()[1]}")
 
 
-def _compile_phase(net, strat, recipe, steps, frozen, phase_epochs, **recipe_options):
-    """Compiles `net` for one training phase: backbone frozen or not, the recipe over the phase's epochs.
-
-    Returns what the recipe asks of the data and `fit` besides (`training.RecipeData`), or None.
-    """
-    with strat.scope():
-        training.set_backbone_trainable(net, not frozen)
-        optimizer, loss, *data = recipe(steps, epochs=phase_epochs, **recipe_options)
-        net.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
-    return data[0] if data else None
-
-
 def _phases(epochs, freeze_epochs):
     """`[(first epoch, end epoch, backbone frozen)]`: a frozen warm-up phase, if any, then the rest."""
     if isinstance(freeze_epochs, bool) or not isinstance(freeze_epochs, int) or not 0 <= freeze_epochs < epochs:
@@ -219,16 +193,15 @@ def _phases(epochs, freeze_epochs):
     return ([(0, freeze_epochs, True)] if freeze_epochs else []) + [(freeze_epochs, epochs, False)]
 
 
-def _fit_and_report(net, compile_phase, phases, train_ds, test_ds, info, strat, run_dir, class_weight, verbose,
-                    precise_bn=False):
+def _fit_and_report(net, fit_phase, phases, train_ds, test_ds, info, strat, run_dir, precise_bn=False):
     """Fits `net` phase by phase with the run's callbacks, then evaluates it: `(model to save, metrics)`.
 
-    Each phase resumes after a kill from its own backup; a finished phase leaves its
-    weights in backup/, so a rerun continues with the next phase from them. With
-    `precise_bn` the BatchNorm statistics are recomputed from the final weights
-    before the evaluation (`training.recompute_batchnorm_statistics`). The model
-    saved and evaluated computes in float32, whatever precision it trained in
-    (`_float32_model`).
+    `fit_phase` is `fitting.fit` with the run's recipe and data. Each phase resumes
+    after a kill from its own backup; a finished phase leaves its weights in backup/,
+    so a rerun continues with the next phase from them. With `precise_bn` the
+    BatchNorm statistics are recomputed from the final weights before the evaluation
+    (`training.recompute_batchnorm_statistics`). The model saved and evaluated
+    computes in float32, whatever precision it trained in (`_float32_model`).
     """
     start, epochs_run, recipe_data = time.perf_counter(), 0, None
     for i, (first, end, frozen) in enumerate(phases, start=1):
@@ -236,21 +209,16 @@ def _fit_and_report(net, compile_phase, phases, train_ds, test_ds, info, strat, 
         if os.path.exists(finished):
             net.load_weights(finished)
             continue
-        recipe_data = compile_phase(frozen, end - first)
         backup = "backup" if len(phases) == 1 else os.path.join("backup", f"phase{i}")
-        repeats = recipe_data.augment_repeats if recipe_data else 1
-        history = net.fit(**_one_stream(train_ds, repeats), validation_data=test_ds, initial_epoch=first, epochs=end,
-                          class_weight=class_weight, verbose=verbose,
-                          shuffle=False,  # the pipeline shuffles; Keras would only warn that it ignores this
-                          callbacks=training.default_callbacks(run_dir, backup_dir=backup,
-                                                               ema=recipe_data and recipe_data.ema))
+        # The recipe's EMA (if any) is saved with the backup, and goes into the model after the last phase.
+        history, recipe_data = fit_phase(net, initial_epoch=first, epochs=end, frozen=frozen, apply_ema=i == len(phases),
+                                         callbacks=functools.partial(training.default_callbacks, run_dir,
+                                                                     backup_dir=backup))
         epochs_run += len(history.epoch)
         run_folder.check_diverged(history, first)
         if i < len(phases):
             with files.atomic_path(finished) as tmp:
                 net.save_weights(tmp)
-    if recipe_data and recipe_data.ema:  # the recipe evaluates and ships its average of the weights
-        recipe_data.ema.apply(net)
     # A short fine-tuning run ends with BatchNorm statistics of weights it no longer has: recompute them.
     bn_batches = training.recompute_batchnorm_statistics(net, train_ds) if precise_bn else 0
     seconds = time.perf_counter() - start
@@ -279,31 +247,6 @@ def _float32_model(net, strat):
         copy = inference_model(net, "float32")
         copy.compile(optimizer=net.optimizer, loss=net.loss, metrics=["accuracy"])
     return copy
-
-
-def _one_stream(dataset, augment_repeats=1):
-    """`fit`'s `x` and `steps_per_epoch` that read `dataset` as one stream, an epoch being one pass of it
-    (`1 / augment_repeats` of a pass of data loaded with repeated augmentation: as many images as a pass).
-
-    Given a finite data set and no step count, Keras makes a new iterator of the
-    pipeline at the start and at the end of every epoch, and dropping one while
-    tf.data's autotuner works on it blocks for up to 0.5 s (measured: 5 to 10 of the
-    main job's 20 epochs began so). Repeated, the pipeline runs on, its shuffle and
-    augmentation drawn anew in every pass as before. The stream's one iterator is
-    dropped when `fit` ends, and with the autotuner's thread running that wait grew
-    with the iterator's age (up to 8 s at the end of the main job, in 1 of 4 runs), so
-    the stream runs without it: its parallel stages take every core and its prefetch
-    buffers grow on demand, which trained the main job as fast. A data set of unknown
-    size is passed as it is.
-    """
-    import tensorflow as tf
-
-    batches = int(dataset.cardinality())
-    if batches <= 0:
-        return {"x": dataset}
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return {"x": dataset.repeat().with_options(options), "steps_per_epoch": max(batches // augment_repeats, 1)}
 
 
 def _run_metrics(net, test_ds, info, strat):
@@ -391,8 +334,6 @@ def _train_and_test_data(dataset, batch_size, image_size, seed, data_dir, downlo
             return x, keras.ops.one_hot(y, info.num_classes)
 
         train_ds, test_ds = train_ds.map(encode), test_ds.map(encode)
-    if augmentation == "torchvision":  # its recipe mixes every batch: MixUp or CutMix
-        train_ds = training.mix_batches(train_ds, info.num_classes, seed)
     return train_ds, test_ds, info
 
 
@@ -676,33 +617,170 @@ def tune(
     overwrite=False,
     verbose=1,
     image_size=None,
+    val_split=0.1,
+    repeats=3,
+    recipe="paper",
+    precision="auto",
+    schedule="step",
+    optimizer="paper",
+    label_smoothing=0.0,
+    max_latency_ms=None,
+    measure_speed=True,
 ):
-    """A cardinality-vs-width search at a fixed MAC budget; writes trials.csv, the best model and a plot.
+    """A cardinality-vs-width search at a fixed MAC budget whose answer can be acted on; returns its summary.
 
-    Resumes from `output/tuner` when run again (unless `overwrite`). Under
+    Each candidate is trained as `train` trains (`recipe`, `precision`, `schedule`,
+    `optimizer`, `label_smoothing` as there, through `keras_resnext.fitting.fit`) with
+    `repeats` seeds (`seed`, `seed + 1`, ...) on the training split less a stratified
+    `val_split` held out, and ranked on its seeds' mean accuracy on that held-out part.
+    The evaluation split (`data.eval_split`) is never seen by the search: the selected
+    candidate is evaluated on it once, after. Before training, every affordable
+    candidate's speed is measured here (`keras_resnext.cost`): with `max_latency_ms`,
+    every candidate's latency and inference speed before training, and those with a
+    single-image latency over it are pruned; otherwise each trained candidate's, before
+    its first seed trains. The training speed is timed on that seed's own steps.
+    `measure_speed=False` measures nothing (a benchmark's baseline).
+
+    Writes to `output`: trials.csv (one row per candidate and seed), candidates.csv
+    (one row per candidate: mean, std and 95% bootstrap interval over seeds, MACs,
+    parameters, measured speed, pruned), summary.json (the best, the runner-up, whether
+    their intervals separate them, the test accuracy, the splits, the recipe),
+    best_model.keras (the best candidate's best seed, taking raw pixels as `train`'s
+    models do), accuracy_vs_cardinality.png and accuracy_vs_speed.png (with the Pareto
+    front). Resumes from `output/tuner` when run again (unless `overwrite`). Under
     keras-tuner's distributed mode (KERASTUNER_* variables) only the chief writes.
     `image_size` is the side searched at (default: the data set's, 224 for a folder).
     """
-    from keras_resnext import tuning  # keras-tuner is imported only by the jobs that search
+    from keras_resnext import search_report, tuning  # keras-tuner is imported only by the jobs that search
 
+    check_choice("recipe", recipe, RECIPES)
+    repeats, epochs = positive_int("repeats", repeats), positive_int("epochs", epochs)
+    if max_latency_ms is not None and not max_latency_ms > 0:
+        raise ValueError(f"`max_latency_ms` must be a positive number of milliseconds; received {max_latency_ms!r}.")
     keras.utils.set_random_seed(seed)
-    train_ds, val_ds, info = _train_and_test_data(dataset, batch_size, image_size, seed, data_dir, download)
+    precision = training.set_precision(precision)
+    options = dict(_recipe_data_options(recipe, dataset, "default", None), train_size=None)  # one size searched
+    train_for_seed, validation, test, info, splits = _search_data(dataset, batch_size, image_size, seed, data_dir,
+                                                                  download, val_split, options, label_smoothing)
     size = info.image_size
+    recipe_fn, settings = fitting.recipe_for(recipe, size, splits["train"], schedule, label_smoothing, optimizer,
+                                             options["augment_repeats"])
+    settings = settings or recipe_fn(1, epochs=epochs, batch_size=batch_size)[2].settings
     budget_macs = tuning.parse_budget(budget, input_size=size, classes=info.num_classes)
     hypermodel = tuning.ResNeXtHyperModel(budget_macs, (size, size, 3), info.num_classes, cardinalities,
-                                          depth_options, stem=stem, tolerance=tolerance)
+                                          depth_options, stem=stem, tolerance=tolerance,
+                                          include_preprocessing=(info.mean, info.std))
+    costs = {}
+    if max_latency_ms is not None:  # every candidate timed before anything trains, so the slow ones never do
+        costs_path = os.path.join(output, "costs.json")
+        os.makedirs(output, exist_ok=True)
+        costs = (tuning.wait_for_costs(costs_path) if _search_worker()  # prune exactly as the chief did
+                 else tuning.measure_costs(hypermodel, batch_size, costs_path))
+        _prune_slow(hypermodel, costs, max_latency_ms)
     search = tuning.make_tuner(tuner, hypermodel, directory=os.path.join(output, "tuner"), max_trials=max_trials,
-                               max_epochs=epochs, seed=seed, overwrite=overwrite)
+                               max_epochs=epochs, seed=seed, overwrite=overwrite, repeats=repeats, recipe=recipe_fn,
+                               augment_repeats=options["augment_repeats"], measure_speed=measure_speed, costs=costs)
     fit_args = {} if tuner == "hyperband" else {"epochs": epochs}
-    search.search(train_ds, validation_data=val_ds, verbose=verbose, **fit_args)
-    if os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief":
+    searching = time.perf_counter()
+    search.search(train_for_seed, validation_data=validation, verbose=verbose, **fit_args)
+    if _search_worker():
         return None  # a distributed worker: the chief reports
-    rows = tuning.trials_table(search, hypermodel)
+    rows = tuning.seed_rows(search, hypermodel)
     files.write_csv(os.path.join(output, "trials.csv"), rows, TRIAL_COLUMNS)
-    with files.atomic_path(os.path.join(output, "best_model.keras")) as tmp:
-        search.get_best_models(1)[0].save(tmp)
-    plots.accuracy_vs_cardinality(rows, budget_macs, os.path.join(output, "accuracy_vs_cardinality.png"))
-    summary = {"budget_macs": budget_macs, "dataset": dataset, "trials": rows,
-               "best": rows and max(rows, key=lambda r: r.get("val_accuracy", -1))}
+    measured = tuning.trial_costs(search, hypermodel)
+    costs = {key: {**costs.get(key, {}), **measured.get(key, {})} for key in {*costs, *measured}}
+    candidates = search_report.candidate_rows(hypermodel.candidates + hypermodel.pruned, _longest_trained(rows),
+                                              costs, [search_report.candidate_key(c) for c in hypermodel.pruned])
+    files.write_csv(os.path.join(output, "candidates.csv"), candidates, search_report.CANDIDATE_COLUMNS)
+    answer = search_report.answer(candidates)
+    summary = {"budget_macs": budget_macs, "dataset": dataset, "selected_on": "validation", "splits": splits,
+               "repeats": repeats, "seeds": list(range(seed, seed + repeats)), "recipe": settings,
+               "precision": precision, "epochs": epochs, "interval": "95% percentile bootstrap of the mean over seeds",
+               **answer, "candidates": candidates, "trials": rows,
+               "pareto_front": [search_report.candidate_key(r) for r in search_report.pareto_front(candidates)],
+               "search_seconds": round(time.perf_counter() - searching, 2)}
+    if answer["best"]:
+        summary.update(_test_selected(search, hypermodel, answer["best"], test, output))
+    plots.accuracy_vs_cardinality(candidates, budget_macs, os.path.join(output, "accuracy_vs_cardinality.png"))
+    plots.accuracy_vs_speed(candidates, search_report.pareto_front(candidates), budget_macs,
+                            os.path.join(output, "accuracy_vs_speed.png"))
     files.write_json(os.path.join(output, "summary.json"), summary)
     return summary
+
+
+def _search_worker():
+    """Whether this process is a worker of keras-tuner's distributed search (the chief reports)."""
+    return os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief"
+
+
+def _search_data(dataset, batch_size, image_size, seed, data_dir, download, val_split, options, label_smoothing):
+    """A search's three splits: `(training data for a seed, held-out validation, test, info, split sizes)`.
+
+    The held-out part is the same for every seed (split by `seed`); each seed draws
+    its own order and augmentation of the rest.
+    """
+    if batch_size % options["augment_repeats"]:
+        raise ValueError(f"The torchvision recipe puts each image {options['augment_repeats']} times in a batch: "
+                         f"the batch size must be a multiple of it; received {batch_size}.")
+    common = dict(data_dir=data_dir, download=download, image_size=image_size, cache=dataset == "digits",
+                  split_seed=seed, crop_pct=options["crop_pct"], dtype="uint8")
+    one_hot = bool(label_smoothing) or options["augmentation"] == "torchvision"
+
+    def labelled(ds, classes):
+        return ds.map(lambda x, y: (x, keras.ops.one_hot(y, classes))) if one_hot else ds
+
+    validation, held = data.load_dataset(dataset, "holdout", holdout=val_split, batch_size=128, **common)
+    test, tested = data.load_dataset(dataset, eval_split(dataset), batch_size=128, **common)
+    train, info = data.load_dataset(dataset, "train", holdout=val_split, batch_size=batch_size, seed=seed,
+                                    augmentation=options["augmentation"],
+                                    augment_repeats=options["augment_repeats"], **common)
+    if info.num_examples < batch_size:
+        raise ValueError(f"The search trains on {info.num_examples} images, fewer than a batch of {batch_size}: "
+                         "lower --batch-size or --val-split.")
+
+    def train_for_seed(repeat_seed):
+        ds, _ = data.load_dataset(dataset, "train", holdout=val_split, batch_size=batch_size, seed=repeat_seed,
+                                  augmentation=options["augmentation"], augment_repeats=options["augment_repeats"],
+                                  **common)
+        return labelled(ds, info.num_classes)
+
+    splits = {"train": info.num_examples, "validation": held.num_examples, "test": tested.num_examples}
+    info = dataclasses.replace(info, image_size=tested.image_size)
+    return (train_for_seed, labelled(validation, info.num_classes), labelled(test, info.num_classes), info,
+            splits)
+
+
+def _prune_slow(hypermodel, costs, max_latency_ms):
+    """Takes the candidates slower than `max_latency_ms` (measured, one image) out of the search's space."""
+    from keras_resnext import search_report, tuning
+
+    mine = {search_report.candidate_key(c): costs[search_report.candidate_key(c)] for c in hypermodel.candidates}
+    fastest = min(mine, key=lambda key: mine[key]["latency_ms"])
+    hypermodel.prune(tuning.slower_than(mine, max_latency_ms),
+                     f"the fastest, C={fastest.split('/')[1]} (depths {fastest.split('/')[0]}), takes "
+                     f"{mine[fastest]['latency_ms']:.2f} ms per image here, over --max-latency-ms {max_latency_ms:g}")
+
+
+def _longest_trained(rows):
+    """The seed rows of each candidate's longest-trained trial (Hyperband trains a candidate for several budgets)."""
+    longest = {}
+    for row in rows:
+        key = (row["depths"], row["cardinality"])
+        longest[key] = max(longest.get(key, 0), row["epochs"])
+    return [row for row in rows if row["epochs"] == longest[(row["depths"], row["cardinality"])]]
+
+
+def _test_selected(search, hypermodel, best, test, output):
+    """The selected candidate's model, saved as best_model.keras and evaluated once on the test split."""
+    from keras_resnext.search_report import candidate_key
+
+    trials = [t for t in search.oracle.trials.values() if t.status == "COMPLETED"
+              and candidate_key(hypermodel.candidate(t.hyperparameters)) == candidate_key(best)]
+    trial = max(trials, key=lambda t: t.hyperparameters.values.get("tuner/epochs", 0))  # Hyperband's longest
+    model = search.load_model(trial)
+    with files.atomic_path(os.path.join(output, "best_model.keras")) as tmp:
+        model.save(tmp)
+    truth, (probabilities,) = _truth_and_outputs(test, model)
+    loss = keras.losses.sparse_categorical_crossentropy(truth, probabilities)
+    return {"test_accuracy": float(np.mean(probabilities.argmax(-1) == truth)),
+            "test_loss": float(np.mean(keras.ops.convert_to_numpy(loss)))}

@@ -41,16 +41,44 @@ def training_curves(log_csv, png):
 
 
 def accuracy_vs_cardinality(rows, budget_macs, png):
-    """Validation accuracy against cardinality at the fixed budget, d labelled (Table 2 as a picture)."""
+    """Validation accuracy against cardinality at the fixed budget (Table 2 as a picture): each candidate's
+    mean over seeds with its 95% interval as an error bar, d labelled; pruned and untrained ones left out."""
     fig, ax = _pyplot().subplots(figsize=(6, 4))
     for row in rows:
-        accuracy = row.get("val_accuracy", float("nan"))
-        ax.scatter(row["cardinality"], accuracy, color="C0")
-        ax.annotate(f"{row['cardinality']}x{row['bottleneck_width']}d", (row["cardinality"], accuracy),
-                    textcoords="offset points", xytext=(4, 4), fontsize=8)
+        if not row.get("repeats"):
+            continue
+        mean = row["val_accuracy_mean"]
+        ax.errorbar(row["cardinality"], mean, yerr=[[mean - row["val_accuracy_ci_low"]],
+                                                    [row["val_accuracy_ci_high"] - mean]],
+                    fmt="o", color="C0", capsize=4)
+        ax.annotate(f"{row['cardinality']}x{row['bottleneck_width']}d", (row["cardinality"], mean),
+                    textcoords="offset points", xytext=(6, 4), fontsize=8)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("cardinality C (bottleneck width d solved for the budget)")
-    ax.set_ylabel("validation accuracy")
+    ax.set_ylabel("validation accuracy (mean over seeds, 95% CI)")
+    ax.set_title(f"Fixed budget: {budget_macs / 1e6:,.1f}M MACs")
+    ax.grid(alpha=0.3)
+    _save(fig, png)
+
+
+def accuracy_vs_speed(rows, front, budget_macs, png):
+    """Validation accuracy against measured training throughput, the Pareto front joined and marked."""
+    fig, ax = _pyplot().subplots(figsize=(6, 4))
+    on_front = {id(r) for r in front}
+    for row in rows:
+        if not row.get("repeats") or row.get("train_images_per_second") is None:
+            continue
+        mean, speed = row["val_accuracy_mean"], row["train_images_per_second"]
+        ax.errorbar(speed, mean, yerr=[[mean - row["val_accuracy_ci_low"]], [row["val_accuracy_ci_high"] - mean]],
+                    fmt="o", color="C3" if id(row) in on_front else "C0", capsize=4)
+        ax.annotate(f"{row['cardinality']}x{row['bottleneck_width']}d", (speed, mean), textcoords="offset points",
+                    xytext=(6, 4), fontsize=8)
+    if front:
+        ax.plot([r["train_images_per_second"] for r in front], [r["val_accuracy_mean"] for r in front], "--",
+                color="C3", label="Pareto front (faster or more accurate than every other)")
+        ax.legend(fontsize=8, loc="lower left")
+    ax.set_xlabel("training throughput here (images/s, measured)")
+    ax.set_ylabel("validation accuracy (mean over seeds, 95% CI)")
     ax.set_title(f"Fixed budget: {budget_macs / 1e6:,.1f}M MACs")
     ax.grid(alpha=0.3)
     _save(fig, png)

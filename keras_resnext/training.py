@@ -147,6 +147,11 @@ class RecipeData:
     settings: dict
     augment_repeats: int = 1
 
+    @property
+    def mixes(self):
+        """Whether the recipe mixes batches (MixUp or CutMix) at all."""
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
+
     def mix(self, dataset, num_classes, seed=None):
         """`dataset`'s batches with one-hot labels, each MixUp or CutMix (`kr.augment.mix_batch`), seeded per batch."""
         return mix_batches(dataset, num_classes, seed, self.mixup_alpha, self.cutmix_alpha)

@@ -6,6 +6,13 @@ only candidates within the budget's tolerance: infeasible (C, depths) pairs are
 pruned when the space is declared, before anything is built, so any keras-tuner
 oracle (RandomSearch, BayesianOptimization, GridSearch, Hyperband) samples only
 affordable models and never records a failed trial for an unaffordable one.
+Candidates slower than a latency measured here can be pruned the same way
+(`measure_costs`, `ResNeXtHyperModel.prune`).
+
+`make_tuner`'s tuners train every candidate with several seeds through
+`keras_resnext.fitting.fit`, the code path of `train`, with its recipe, and rank on
+the mean of the seeds' final accuracies on held-out data; `seed_rows` gives every
+seed's result and `keras_resnext.search_report` their intervals.
 """
 
 import functools
@@ -13,10 +20,15 @@ import json
 import math
 import os
 import re
+import statistics
+import time
 
+import keras
 import keras_tuner
+import numpy as np
 
-from keras_resnext import files, models, training
+from keras_resnext import cost, files, fitting, models
+from keras_resnext.search_report import candidate_key
 from keras_resnext.config import RESNET50, TUNERS, VARIANTS, check_choice, positive_int
 from keras_resnext.flops import count_macs_config, count_params_config
 
@@ -157,13 +169,13 @@ class ResNeXtHyperModel(keras_tuner.HyperModel):
     """
 
     def __init__(self, budget_macs, input_shape, classes, cardinalities=(1, 2, 4, 8, 16, 32),
-                 depth_options=((1, 1, 1),), stem="imagenet", tolerance=0.05, learning_rate=0.05):
+                 depth_options=((1, 1, 1),), stem="imagenet", tolerance=0.05, include_preprocessing=False):
         super().__init__(name="resnext_budget")
         self.budget_macs = budget_macs
         self.input_shape = tuple(input_shape)
         self.classes = classes
         self.stem = stem
-        self.learning_rate = learning_rate
+        self.include_preprocessing = include_preprocessing
         self.candidates = feasible_candidates(
             budget_macs, cardinalities, depth_options, stem=stem, input_size=input_shape[0],
             classes=classes, tolerance=tolerance,
@@ -174,6 +186,17 @@ class ResNeXtHyperModel(keras_tuner.HyperModel):
                 f"{[tuple(d) for d in depth_options]} fits {budget_macs:,} MACs within "
                 f"{tolerance:.0%}; raise the budget or widen the choices."
             )
+        self.templates = sorted({c["depths"] for c in self.candidates})
+        self.pruned = []
+
+    def prune(self, keys, why):
+        """Takes the candidates named by `keys` (`search_report.candidate_key`) out of the space before it is
+        declared; a ValueError that says `why` if none would be left."""
+        kept = [c for c in self.candidates if candidate_key(c) not in set(keys)]
+        if not kept:
+            raise ValueError(f"Every candidate is pruned: {why}.")
+        self.pruned += [c for c in self.candidates if candidate_key(c) in set(keys)]
+        self.candidates = kept
         self.templates = sorted({c["depths"] for c in self.candidates})
 
     def candidate(self, hp):
@@ -196,14 +219,16 @@ class ResNeXtHyperModel(keras_tuner.HyperModel):
                 hp.Choice(f"cardinality_{key}", [c["cardinality"] for c in self.candidates if c["depths"] == template])
 
     def build(self, hp):
+        """The candidate's model, uncompiled: the search compiles it with its recipe (`fitting.fit`)."""
         self._declare(hp)
-        c = self.candidate(hp)
-        model = models.ResNeXt(c["depths"], c["cardinality"], c["bottleneck_width"], stem=self.stem,
-                               classes=self.classes, input_shape=self.input_shape,
-                               name=f"resnext_{c['cardinality']}x{c['bottleneck_width']}d")
-        model.compile(optimizer=training.sgd(self.learning_rate, 5e-4), loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
-        return model
+        return self.build_candidate(self.candidate(hp))
+
+    def build_candidate(self, c):
+        """The model of one candidate (a dict of `candidates`), as `build` makes it."""
+        return models.ResNeXt(c["depths"], c["cardinality"], c["bottleneck_width"], stem=self.stem,
+                              classes=self.classes, input_shape=self.input_shape,
+                              include_preprocessing=self.include_preprocessing,
+                              name=f"resnext_{c['cardinality']}x{c['bottleneck_width']}d")
 
 
 def _atomic_save_json(path, obj):
@@ -281,13 +306,6 @@ class ResumableGridSearchOracle(_ResumableOracle, keras_tuner.oracles.GridSearch
         self._populate_next = list(in_grid_order)
 
 
-class _HyperbandTuner(keras_tuner.Hyperband):
-    """keras-tuner's Hyperband tuner (its epoch schedule per trial) on an oracle given to it."""
-
-    def __init__(self, oracle, hypermodel, **kwargs):
-        keras_tuner.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
-
-
 ORACLES = {
     "random": ResumableRandomSearchOracle,
     "bayesian": ResumableBayesianOptimizationOracle,
@@ -296,30 +314,208 @@ ORACLES = {
 }
 
 
+SEEDS_FILE = "seeds.json"
+
+
+class SeededSearch(keras_tuner.Tuner):
+    """A keras-tuner tuner that trains each candidate with `repeats` seeds and ranks on their mean.
+
+    Seed `seed + r` (r < `repeats`) starts the backend's random state (the weights) and,
+    when `search`'s training data is a function of the seed, the data's order and
+    augmentation too. Each candidate is compiled with `recipe` and fitted by
+    `keras_resnext.fitting.fit`, as `train` fits, then evaluated once on
+    `validation_data`: its final accuracy, not its best epoch's, since a user trains to
+    the end. The trial's objective is the seeds' mean; every seed's result is written to
+    the trial's folder (`seeds.json`) before the oracle hears of the trial, so a resumed
+    search loses none. The trial's checkpoint holds the weights of its best seed.
+
+    With `measure_speed`, the first seed's model is timed before it trains
+    (`cost.measure`, unless `costs` has its figures already) and while it trains
+    (`cost.StepTimer`); `seeds.json` keeps the figures.
+
+    `search(train, validation_data=..., epochs=..., verbose=...)`: `train` is a batched
+    `tf.data.Dataset` or a function of the seed returning one; labels one-hot where the
+    recipe's loss takes them.
+    """
+
+    def __init__(self, *args, repeats=1, recipe=None, seed=0, augment_repeats=1, measure_speed=True, costs=None,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self.repeats = positive_int("repeats", repeats)
+        self.recipe = recipe
+        self.seed = seed
+        self.augment_repeats = augment_repeats
+        self.measure_speed = measure_speed
+        self.costs = costs or {}
+        self.precision = keras.config.dtype_policy().name  # keras-tuner's clear_session forgets it
+
+    def run_trial(self, trial, train, validation_data, epochs=1, initial_epoch=0, verbose=1, **_):
+        hp, results, kept, speed = trial.hyperparameters, [], None, None
+        for r in range(self.repeats):
+            seed = self.seed + r
+            model, measured = self.fit_candidate(hp, train, seed, epochs=epochs, initial_epoch=initial_epoch,
+                                                 verbose=verbose, measure=self.measure_speed and r == 0)
+            speed = measured or speed
+            accuracy, loss = validation_results(model, validation_data)
+            results.append({"seed": seed, "epochs": epochs, "val_accuracy": accuracy, "val_loss": loss})
+            if kept is None or accuracy > kept:
+                kept = accuracy
+                self._keep(trial, model)
+        files.write_json(os.path.join(self.get_trial_dir(trial.trial_id), SEEDS_FILE),
+                         {"hyperparameters": hp.values, "seeds": results, "cost": speed})
+        return {"val_accuracy": statistics.mean(r["val_accuracy"] for r in results),
+                "val_loss": statistics.mean(r["val_loss"] for r in results)}
+
+    def fit_candidate(self, hp, train, seed, epochs, initial_epoch=0, verbose=0, measure=False):
+        """One seed of a candidate, built from a fresh session with `seed` and fitted by `fitting.fit`:
+        `(model, measured speed or None)`."""
+        keras.backend.clear_session()
+        keras.config.set_dtype_policy(self.precision)
+        keras.utils.set_random_seed(seed)
+        model = self._build_hypermodel(hp)  # Hyperband's loads the weights of the trial it continues
+        data = train(seed) if callable(train) else train
+        batch = int(data.element_spec[0].shape[0])
+        speed, callbacks = None, []
+        if measure:
+            speed = dict(self.costs.get(candidate_key(self.hypermodel.candidate(hp))) or cost.measure(model, batch))
+            callbacks.append(cost.StepTimer(batch))
+        fitting.fit(model, self.recipe or default_recipe(self.hypermodel.input_shape[0]), data, epochs=epochs,
+                    initial_epoch=initial_epoch, steps_per_epoch=max(int(data.cardinality()) // self.augment_repeats, 1),
+                    batch_size=batch, num_classes=self.hypermodel.classes, seed=seed, verbose=verbose,
+                    callbacks=callbacks)
+        if measure:
+            speed["train_images_per_second"] = callbacks[0].images_per_second()
+        return model, speed
+
+    def _keep(self, trial, model):
+        """The trial's weights (and the build config keras-tuner reloads them with), written atomically."""
+        with files.atomic_path(self._get_checkpoint_fname(trial.trial_id)) as tmp:
+            model.save_weights(tmp)
+        files.write_json(self._get_build_config_fname(trial.trial_id), model.get_build_config())
+
+
+def validation_results(model, dataset):
+    """`(accuracy, loss)` of `model` on `dataset` (int or one-hot labels), through its compiled predict
+    function, the one `cost.measure` timed: no second function to trace."""
+    truth, probabilities = [], []
+    for images, labels in dataset:
+        labels = keras.ops.convert_to_numpy(labels)
+        truth.append(labels.argmax(-1) if labels.ndim > 1 else labels)
+        probabilities.append(np.asarray(model.predict_on_batch(images), "float32"))
+    truth, probabilities = np.concatenate(truth), np.concatenate(probabilities)
+    loss = -np.log(np.clip(probabilities[np.arange(len(truth)), truth], 1e-7, 1.0))
+    return float(np.mean(probabilities.argmax(-1) == truth)), float(np.mean(loss))
+
+
+def default_recipe(image_size):
+    """`train`'s default recipe for images of `image_size`: the paper's (`fitting.recipe_for("paper", ...)`)."""
+    return fitting.recipe_for("paper", image_size, 0)[0]
+
+
+class _HyperbandTuner(keras_tuner.Hyperband, SeededSearch):
+    """keras-tuner's Hyperband (its epoch schedule per trial, each continuing from its parent's weights) on an
+    oracle given to it, each trial trained as `SeededSearch` trains."""
+
+    def __init__(self, oracle, hypermodel, **kwargs):
+        SeededSearch.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
+
+
 def make_tuner(kind, hypermodel, *, directory, project_name="resnext", max_trials=10, max_epochs=10,
-               objective="val_accuracy", seed=0, overwrite=False, **kwargs):
-    """A keras-tuner tuner by name on a resumable oracle; resumes from `directory` unless `overwrite`."""
+               objective="val_accuracy", seed=0, overwrite=False, repeats=1, recipe=None, augment_repeats=1,
+               measure_speed=True, costs=None, **kwargs):
+    """A keras-tuner tuner by name on a resumable oracle; resumes from `directory` unless `overwrite`.
+
+    Each candidate trains `repeats` times (seeds `seed`, `seed + 1`, ...) with `recipe`
+    (default: the paper's for the input size) and, with `measure_speed`, its speed is
+    measured here (figures already in `costs` are not measured again), see `SeededSearch`.
+    """
     make_keras_tuner_writes_atomic()
     check_choice("tuner", kind, TUNERS)
     budget = dict(max_epochs=max_epochs) if kind == "hyperband" else dict(max_trials=max_trials)
     # keras-tuner reads seed 0 as "no seed" (a random one): shift, so every seed is reproducible.
     oracle = ORACLES[kind](objective=objective, seed=seed + 1, **budget)
-    tuner = _HyperbandTuner if kind == "hyperband" else keras_tuner.Tuner
+    tuner = _HyperbandTuner if kind == "hyperband" else SeededSearch
     return tuner(oracle=oracle, hypermodel=hypermodel, directory=directory, project_name=project_name,
-                 overwrite=overwrite, **kwargs)
+                 overwrite=overwrite, repeats=repeats, recipe=recipe, seed=seed, augment_repeats=augment_repeats,
+                 measure_speed=measure_speed, costs=costs, **kwargs)
 
 
-def trials_table(tuner, hypermodel):
-    """One row per finished trial: cardinality, bottleneck width, depths, macs, params, objective values."""
+def seed_rows(tuner, hypermodel):
+    """One row per finished trial and seed: trial, seed, cardinality, width, depths, MACs, params, accuracy, loss."""
     rows = []
     for trial in tuner.oracle.trials.values():
-        if trial.status != "COMPLETED":
+        path = os.path.join(tuner.get_trial_dir(trial.trial_id), SEEDS_FILE)
+        if trial.status != "COMPLETED" or not os.path.exists(path):
             continue
         c = hypermodel.candidate(trial.hyperparameters)
-        row = {"trial": trial.trial_id, "cardinality": c["cardinality"], "bottleneck_width": c["bottleneck_width"],
-               "depths": _depths_key(c["depths"]), "macs": c["macs"], "params": c["params"]}
-        for name in ("val_accuracy", "accuracy", "val_loss", "loss"):
-            if trial.metrics.exists(name):
-                row[name] = float(trial.metrics.get_best_value(name))
-        rows.append(row)
-    return sorted(rows, key=lambda r: r["trial"])
+        with open(path) as f:
+            seeds = json.load(f)["seeds"]
+        epochs = trial.hyperparameters.values.get("tuner/epochs", seeds and seeds[0].get("epochs"))
+        for result in seeds:
+            rows.append({"trial": trial.trial_id, "seed": result["seed"], "epochs": epochs,
+                         "cardinality": c["cardinality"],
+                         "bottleneck_width": c["bottleneck_width"], "depths": _depths_key(c["depths"]),
+                         "macs": c["macs"], "params": c["params"], "val_accuracy": result["val_accuracy"],
+                         "val_loss": result["val_loss"]})
+    return sorted(rows, key=lambda r: (r["trial"], r["seed"]))
+
+
+def measure_costs(hypermodel, batch_size, path=None, rounds=5):
+    """Each candidate's `cost.measure` on this device, `{candidate_key: figures}`, kept in `path` (JSON):
+    what a latency limit prunes on, before anything trains.
+
+    A search that resumes reads the figures it measured before instead of measuring
+    again, so noise cannot change which candidates a latency limit prunes. Each
+    candidate is measured on a model of its own, built and thrown away.
+    """
+    costs = _read_costs(path) if path else {}
+    for candidate in hypermodel.candidates:
+        key = candidate_key(candidate)
+        if key not in costs:
+            precision = keras.config.dtype_policy().name
+            keras.backend.clear_session()  # which forgets the precision
+            keras.config.set_dtype_policy(precision)
+            costs[key] = cost.measure(hypermodel.build_candidate(candidate), batch_size, rounds)
+    if path:
+        files.write_json(path, costs)
+    return costs
+
+
+def trial_costs(tuner, hypermodel):
+    """`{candidate_key: figures}` measured in the finished trials (their `seeds.json`), the longest-trained's."""
+    costs, epochs = {}, {}
+    for trial in tuner.oracle.trials.values():
+        path = os.path.join(tuner.get_trial_dir(trial.trial_id), SEEDS_FILE)
+        if trial.status != "COMPLETED" or not os.path.exists(path):
+            continue
+        with open(path) as f:
+            measured = json.load(f).get("cost")
+        key, budget = candidate_key(hypermodel.candidate(trial.hyperparameters)), \
+            trial.hyperparameters.values.get("tuner/epochs", 0)
+        if measured and budget >= epochs.get(key, -1):
+            costs[key], epochs[key] = measured, budget
+    return costs
+
+
+def wait_for_costs(path, timeout=600):
+    """The costs the chief of a distributed search measured: its file, once written (a worker's wait)."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"The chief wrote no {path} within {timeout} s: is it running?")
+        time.sleep(0.2)
+    return _read_costs(path)
+
+
+def _read_costs(path):
+    try:
+        with open(path) as f:
+            costs = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return costs if isinstance(costs, dict) else {}
+
+
+def slower_than(costs, max_latency_ms):
+    """The candidate keys whose measured latency is over `max_latency_ms`."""
+    return [key for key, figures in costs.items() if figures["latency_ms"] > max_latency_ms]

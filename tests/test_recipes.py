@@ -138,9 +138,9 @@ def test_repeated_augmentation_lays_out_batches_as_torchvisions_ra_sampler_does(
     images, labels = images.numpy().reshape(4, 16, -1).astype(int), labels.numpy().reshape(4, 16)
     assert (labels == labels[0]).all()
     assert all(np.abs(images[0] - images[k]).mean() > 1 for k in (1, 2, 3))  # each copy augmented anew
-    from keras_resnext import jobs
+    from keras_resnext import fitting
 
-    assert jobs._one_stream(train, 4)["steps_per_epoch"] == 1437 // 16 // 4 == 1437 // 64
+    assert fitting.one_stream(train, 4)["steps_per_epoch"] == 1437 // 16 // 4 == 1437 // 64
     with pytest.raises(ValueError, match="augment_repeats must be a positive int that divides batch_size"):
         data.load_dataset("digits", "train", batch_size=30, augment_repeats=4)
     result = command("train", "--recipe", "torchvision", "--batch-size", "30", "--output", "unused")
