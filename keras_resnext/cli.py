@@ -87,6 +87,12 @@ def _print_features(model, input_size):
         print(f"{info['key']:6s} {info['module']:16s} {shape:20s} {info['num_chs']:8d} {info['reduction']:6d}")
 
 
+def progress_verbosity():
+    """Keras' `verbose` for `fit`: progress bars on a terminal, one line per epoch into a file or a pipe
+    (a bar's redraws, carriage returns and escapes, made a log of the main job 100 KB)."""
+    return 1 if sys.stdout.isatty() else 2
+
+
 def cmd_train(args):
     from keras_resnext import jobs
 
@@ -97,6 +103,7 @@ def cmd_train(args):
         label_smoothing=args.label_smoothing, val_split=args.val_split, strict=args.strict,
         class_weight=args.class_weight, image_size=args.image_size, freeze_epochs=args.freeze_epochs,
         overwrite=args.overwrite, optimizer=args.optimizer, data_service=args.data_service, recipe=args.recipe,
+        verbose=progress_verbosity(),
     )
     if metrics.get("already_complete"):
         print(f"{metrics['output']} is a completed run (pass --overwrite to train it again):")
@@ -119,7 +126,7 @@ def cmd_predict(args):
     if not args.model_file and not args.model:
         raise ValueError("give --model-file RUN/model.keras, or --model NAME [--weights TAG].")
     results = jobs.predict(args.images, model_path=args.model_file, model=args.model, weights=args.weights,
-                           top=args.top, show_progress=True, precision=args.precision, explain_dir=args.explain,
+                           top=args.top, show_progress=sys.stdout.isatty(), precision=args.precision, explain_dir=args.explain,
                            calibration=args.calibration, calibration_images=args.calibration_images,
                            int8_engine=args.int8_engine)
     csv_path = args.csv or ("predictions.csv" if any(os.path.isdir(p) for p in args.images) else None)
@@ -234,7 +241,7 @@ def cmd_tune(args):
     from keras_resnext import jobs
 
     kwargs = _tune_arguments(args)
-    summary = jobs.tune(**kwargs, download=args.download, overwrite=args.overwrite)
+    summary = jobs.tune(**kwargs, download=args.download, overwrite=args.overwrite, verbose=progress_verbosity())
     if summary is None:
         return
     print(f"budget {summary['budget_macs']:,} MACs; selected on {summary['splits']['validation']} held-out images, "

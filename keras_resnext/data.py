@@ -125,10 +125,7 @@ def load_dataset(
     check_choice("dtype", dtype, DTYPES)
     check_choice("augmentation", augmentation, AUGMENTATIONS)
     _check_repeats(augment_repeats, batch_size)
-    if holdout:
-        ds, info, augment = _held_out(name, split, holdout, data_dir, download, val_split, split_seed, strict)
-    else:
-        ds, info, augment = _source(name, split, data_dir, download, val_split, split_seed, strict)
+    ds, info, augment = _source(name, split, data_dir, download, val_split, split_seed, strict, holdout)
     info = dataclasses.replace(info, image_size=image_size or info.image_size, crop_pct=crop_pct)
     if cache:
         ds = ds.cache()
@@ -166,14 +163,16 @@ def _finish(image, info, dtype, clip=False):
     return tf.reshape((tf.reshape(image, [height, -1]) - mean) / std, [height, width, 3])
 
 
-def _source(name, split, data_dir, download, val_split=0.2, seed=0, strict=False):
+def _source(name, split, data_dir, download, val_split=0.2, seed=0, strict=False, holdout=0.0):
     """`(examples, info, augment)`: `(image, label)` pairs and the data set's augmentation.
 
     `augment` is the paper's pad-and-crop for small images, whose examples are
     decoded; or None for the ImageNet-style random-resized crop, whose examples
     are the encoded files (an image folder's: their paths), for the crop to decode
-    (`_training_crop`).
+    (`_training_crop`). With `holdout`, the training split is divided (`_held_out`).
     """
+    if holdout:
+        return _held_out(name, split, holdout, data_dir, download, val_split, seed, strict)
     if name == "digits":
         ds, info = _digits(split)
         return ds, info, _pad_crop_augment(pad=2, flip=False)

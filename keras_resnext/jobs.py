@@ -114,15 +114,14 @@ def train(
         image_size=_image_size(image_size, model, dataset), seed=seed, data_dir=data_dir, download=download,
         val_split=val_split, strict=strict, one_hot=bool(label_smoothing) or recipe == "torchvision",
         dtype="uint8", data_service=data_service, **recipe_inputs))
-    finetuning = weights is not None and info.num_classes != 1000
-    phases = _phases(epochs, int(finetuning and epochs > 1) if freeze_epochs is None else freeze_epochs)
+    finetuning, phases = _finetuning_phases(weights, info, epochs, freeze_epochs)
     recipe, settings = fitting.recipe_for(recipe, info.image_size, info.num_examples, schedule, label_smoothing,
                                           optimizer, recipe_inputs["augment_repeats"])
     net = _build_for_run(strat, model, info, weights, any_size=bool(recipe_inputs["train_size"]))
     # Only now, with the data and the model known to be good, is anything written: bad input writes nothing.
     with run_folder.recording(run_dir), distribute.run_scope(strat):  # JAX reads its distribution while fitting
-        options = dict(phases=phases, verbose=verbose, class_weight=_class_weights(info, class_weight),
-                       precise_bn=finetuning, seed=seed)
+        options = dict(phases=phases, verbose=verbose, class_weight=_class_weights(info, class_weight), seed=seed,
+                       precise_bn=finetuning)
         net, metrics = _fit_phases(net, strat, recipe, global_batch, train_ds, test_ds, info, run_dir, options)
         metrics.update(dataset=dataset, strategy=strategy, class_weight=class_weight, optimizer=optimizer,
                        data_service=data_service, recipe=metrics.get("recipe") or settings)
@@ -184,6 +183,13 @@ def _fit_phases(net, strat, recipe, global_batch, train_ds, test_ds, info, run_d
 def _run_dir(output):
     """The folder this process writes: `output`, or a worker's own folder in it under multi-worker training."""
     return output if distribute.is_chief() else os.path.join(output, f"worker_{distribute.task()[1]}")
+
+
+def _finetuning_phases(weights, info, epochs, freeze_epochs):
+    """`(fine-tuning?, phases)`: pretrained weights for another class count fine-tune, by default with the
+    backbone frozen for one epoch (none in a 1-epoch run)."""
+    finetuning = weights is not None and info.num_classes != 1000
+    return finetuning, _phases(epochs, int(finetuning and epochs > 1) if freeze_epochs is None else freeze_epochs)
 
 
 def _phases(epochs, freeze_epochs):
@@ -599,34 +605,11 @@ def _predictor(model_path, model, weights):
     return net, size, mean, std, names, metrics
 
 
-def tune(
-    dataset="digits",
-    budget="20M",
-    max_trials=3,
-    epochs=1,
-    output="tune-run",
-    tuner="random",
-    cardinalities=(1, 2, 4, 8, 16, 32),
-    depth_options=((1, 1, 1),),
-    stem="imagenet",
-    batch_size=64,
-    data_dir=None,
-    download=False,
-    tolerance=0.05,
-    seed=0,
-    overwrite=False,
-    verbose=1,
-    image_size=None,
-    val_split=0.1,
-    repeats=3,
-    recipe="paper",
-    precision="auto",
-    schedule="step",
-    optimizer="paper",
-    label_smoothing=0.0,
-    max_latency_ms=None,
-    measure_speed=True,
-):
+def tune(dataset="digits", budget="20M", max_trials=3, epochs=1, output="tune-run", tuner="random",
+         cardinalities=(1, 2, 4, 8, 16, 32), depth_options=((1, 1, 1),), stem="imagenet", batch_size=64, data_dir=None,
+         download=False, tolerance=0.05, seed=0, overwrite=False, verbose=1, image_size=None, val_split=0.1, repeats=3,
+         recipe="paper", precision="auto", schedule="step", optimizer="paper", label_smoothing=0.0,
+         max_latency_ms=None, measure_speed=True):
     """A cardinality-vs-width search at a fixed MAC budget whose answer can be acted on; returns its summary.
 
     Each candidate is trained as `train` trains (`recipe`, `precision`, `schedule`,
@@ -651,40 +634,72 @@ def tune(
     keras-tuner's distributed mode (KERASTUNER_* variables) only the chief writes.
     `image_size` is the side searched at (default: the data set's, 224 for a folder).
     """
-    from keras_resnext import search_report, tuning  # keras-tuner is imported only by the jobs that search
+    from keras_resnext import tuning  # keras-tuner is imported only by the jobs that search
 
-    check_choice("recipe", recipe, RECIPES)
-    repeats, epochs = positive_int("repeats", repeats), positive_int("epochs", epochs)
-    if max_latency_ms is not None and not max_latency_ms > 0:
-        raise ValueError(f"`max_latency_ms` must be a positive number of milliseconds; received {max_latency_ms!r}.")
+    repeats, epochs = _checked_search_arguments(recipe, repeats, epochs, max_latency_ms)
     keras.utils.set_random_seed(seed)
     precision = training.set_precision(precision)
     options = dict(_recipe_data_options(recipe, dataset, "default", None), train_size=None)  # one size searched
     train_for_seed, validation, test, info, splits = _search_data(dataset, batch_size, image_size, seed, data_dir,
                                                                   download, val_split, options, label_smoothing)
-    size = info.image_size
-    recipe_fn, settings = fitting.recipe_for(recipe, size, splits["train"], schedule, label_smoothing, optimizer,
-                                             options["augment_repeats"])
-    settings = settings or recipe_fn(1, epochs=epochs, batch_size=batch_size)[2].settings
-    budget_macs = tuning.parse_budget(budget, input_size=size, classes=info.num_classes)
-    hypermodel = tuning.ResNeXtHyperModel(budget_macs, (size, size, 3), info.num_classes, cardinalities,
-                                          depth_options, stem=stem, tolerance=tolerance,
-                                          include_preprocessing=(info.mean, info.std))
-    costs = {}
-    if max_latency_ms is not None:  # every candidate timed before anything trains, so the slow ones never do
-        costs_path = os.path.join(output, "costs.json")
-        os.makedirs(output, exist_ok=True)
-        costs = (tuning.wait_for_costs(costs_path) if _search_worker()  # prune exactly as the chief did
-                 else tuning.measure_costs(hypermodel, batch_size, costs_path))
-        _prune_slow(hypermodel, costs, max_latency_ms)
+    recipe_fn, settings = fitting.recipe_for(recipe, info.image_size, splits["train"], schedule, label_smoothing,
+                                             optimizer, options["augment_repeats"])
+    hypermodel = _budget_hypermodel(budget, info, cardinalities, depth_options, stem, tolerance)
+    costs = _costs_before_training(hypermodel, batch_size, max_latency_ms, output)
     search = tuning.make_tuner(tuner, hypermodel, directory=os.path.join(output, "tuner"), max_trials=max_trials,
                                max_epochs=epochs, seed=seed, overwrite=overwrite, repeats=repeats, recipe=recipe_fn,
                                augment_repeats=options["augment_repeats"], measure_speed=measure_speed, costs=costs)
-    fit_args = {} if tuner == "hyperband" else {"epochs": epochs}
     searching = time.perf_counter()
-    search.search(train_for_seed, validation_data=validation, verbose=verbose, **fit_args)
+    search.search(train_for_seed, validation_data=validation, verbose=verbose,
+                  **({} if tuner == "hyperband" else {"epochs": epochs}))  # Hyperband sets each trial's epochs
     if _search_worker():
         return None  # a distributed worker: the chief reports
+    return _report_search(search, hypermodel, costs, test, output, dict(
+        budget_macs=hypermodel.budget_macs, dataset=dataset, selected_on="validation", splits=splits, repeats=repeats,
+        seeds=list(range(seed, seed + repeats)), precision=precision, epochs=epochs,
+        recipe=settings or recipe_fn(1, epochs=epochs, batch_size=batch_size)[2].settings,
+        search_seconds=round(time.perf_counter() - searching, 2)))
+
+
+def _budget_hypermodel(budget, info, cardinalities, depth_options, stem, tolerance):
+    """The search space: the candidates at the budget for `info`'s images and classes, taking raw pixels as
+    `train`'s models do."""
+    from keras_resnext import tuning
+
+    budget_macs = tuning.parse_budget(budget, input_size=info.image_size, classes=info.num_classes)
+    return tuning.ResNeXtHyperModel(budget_macs, (info.image_size, info.image_size, 3), info.num_classes,
+                                    cardinalities, depth_options, stem=stem, tolerance=tolerance,
+                                    include_preprocessing=(info.mean, info.std))
+
+
+def _checked_search_arguments(recipe, repeats, epochs, max_latency_ms):
+    """`(repeats, epochs)` of a search, checked; a ValueError for bad ones."""
+    check_choice("recipe", recipe, RECIPES)
+    if max_latency_ms is not None and not max_latency_ms > 0:
+        raise ValueError(f"`max_latency_ms` must be a positive number of milliseconds; received {max_latency_ms!r}.")
+    return positive_int("repeats", repeats), positive_int("epochs", epochs)
+
+
+def _costs_before_training(hypermodel, batch_size, max_latency_ms, output):
+    """With a latency limit, every candidate timed before anything trains (kept in costs.json), and the slower
+    ones pruned; else nothing yet (each trained candidate is timed in its trial)."""
+    from keras_resnext import tuning
+
+    if max_latency_ms is None:
+        return {}
+    path = os.path.join(output, "costs.json")
+    os.makedirs(output, exist_ok=True)
+    costs = (tuning.wait_for_costs(path) if _search_worker()  # prune exactly as the chief did
+             else tuning.measure_costs(hypermodel, batch_size, path))
+    _prune_slow(hypermodel, costs, max_latency_ms)
+    return costs
+
+
+def _report_search(search, hypermodel, costs, test, output, summary):
+    """A finished search's files: trials.csv, candidates.csv, the selected model tested once, the plots and
+    summary.json (`summary` completed with the answer); returns the summary."""
+    from keras_resnext import search_report, tuning
+
     rows = tuning.seed_rows(search, hypermodel)
     files.write_csv(os.path.join(output, "trials.csv"), rows, TRIAL_COLUMNS)
     measured = tuning.trial_costs(search, hypermodel)
@@ -692,18 +707,14 @@ def tune(
     candidates = search_report.candidate_rows(hypermodel.candidates + hypermodel.pruned, _longest_trained(rows),
                                               costs, [search_report.candidate_key(c) for c in hypermodel.pruned])
     files.write_csv(os.path.join(output, "candidates.csv"), candidates, search_report.CANDIDATE_COLUMNS)
-    answer = search_report.answer(candidates)
-    summary = {"budget_macs": budget_macs, "dataset": dataset, "selected_on": "validation", "splits": splits,
-               "repeats": repeats, "seeds": list(range(seed, seed + repeats)), "recipe": settings,
-               "precision": precision, "epochs": epochs, "interval": "95% percentile bootstrap of the mean over seeds",
-               **answer, "candidates": candidates, "trials": rows,
-               "pareto_front": [search_report.candidate_key(r) for r in search_report.pareto_front(candidates)],
-               "search_seconds": round(time.perf_counter() - searching, 2)}
+    answer, front = search_report.answer(candidates), search_report.pareto_front(candidates)
+    summary.update(answer, interval="95% percentile bootstrap of the mean over seeds", candidates=candidates,
+                   trials=rows, pareto_front=[search_report.candidate_key(r) for r in front])
     if answer["best"]:
         summary.update(_test_selected(search, hypermodel, answer["best"], test, output))
-    plots.accuracy_vs_cardinality(candidates, budget_macs, os.path.join(output, "accuracy_vs_cardinality.png"))
-    plots.accuracy_vs_speed(candidates, search_report.pareto_front(candidates), budget_macs,
-                            os.path.join(output, "accuracy_vs_speed.png"))
+    plots.accuracy_vs_cardinality(candidates, summary["budget_macs"],
+                                  os.path.join(output, "accuracy_vs_cardinality.png"))
+    plots.accuracy_vs_speed(candidates, front, summary["budget_macs"], os.path.join(output, "accuracy_vs_speed.png"))
     files.write_json(os.path.join(output, "summary.json"), summary)
     return summary
 
