@@ -11,6 +11,7 @@ import os
 import sys
 import warnings
 
+from keras_resnext import startup
 from keras_resnext.config import (
     DATASETS, INFERENCE_PRECISIONS, INT8_ENGINES, OPTIMIZERS, OUTPUT_STRIDES, RECIPES, STEMS, STRATEGIES, TUNERS,
 )
@@ -458,6 +459,7 @@ def make_parser():
 
 def main(argv=None):
     args = make_parser().parse_args(argv)
+    startup.start_command(args.verbose)  # only now, with good arguments, does TensorFlow load
     with warnings.catch_warnings():  # the API's callers keep Python's warnings; the command speaks to people
         warnings.showwarning = _show_warning
         try:

@@ -1,7 +1,9 @@
 """What has to be settled before TensorFlow is imported: oneDNN on every x86-64 CPU, and a quiet command line.
 
 `import keras_resnext` runs `before_tensorflow()` first, so it takes effect whenever
-the package is imported before TensorFlow (and always in the `keras-resnext` command).
+the package is imported before TensorFlow (and always in the `keras-resnext` command,
+which loads TensorFlow only once a command's arguments are read: `--help` and usage
+errors answer at once).
 
 oneDNN: TensorFlow 2.21 turns it on by default only on CPUs with AVX-512 VNNI/BF16 or
 AMX. Elsewhere (AVX2: AMD Zen 2/3, Intel client CPUs) it runs its own kernels, which
@@ -36,9 +38,16 @@ onednn_set_here = False  # whether this package set TF_ENABLE_ONEDNN_OPTS (on ev
 
 
 def before_tensorflow():
-    """Turns oneDNN on where TensorFlow would not; in the command line, quiets TensorFlow's start."""
+    """Turns oneDNN on where TensorFlow would not (the command line quiets TensorFlow's start once its
+    arguments are read: `start_command`)."""
     enable_onednn()
-    if running_the_cli() and "--verbose" not in sys.argv[1:]:
+
+
+def start_command(verbose=False):
+    """In the `keras-resnext` process, once a command's arguments are good: TensorFlow loaded quietly (unless
+    `verbose`), before the command's modules load it. Elsewhere (the command run in a Python process that has
+    its own TensorFlow) nothing."""
+    if running_the_cli() and not verbose:
         quiet_tensorflow_start(cli_log_level())
 
 

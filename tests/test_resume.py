@@ -113,7 +113,7 @@ def test_a_search_killed_inside_its_saves_finishes_with_the_same_command(tmp_pat
     out = tmp_path / "search"
     folder = small_colour_tree(tmp_path / "colours")
     args = ["tune", "--max-trials", "2", "--epochs", "1", "--cardinalities", "2,8", "--dataset", f"folder:{folder}",
-            "--image-size", "32", "--batch-size", "8", "--output", str(out)]
+            "--image-size", "32", "--batch-size", "8", "--repeats", "1", "--output", str(out)]
     # A search that stopped after a finished trial, then kills inside saves deeper into each resumed
     # search. The tuner's files are the same for every oracle; each oracle's own resume is
     # test_tuning.py's (test_every_oracle_resumes_to_the_same_trials_as_an_uninterrupted_search).
@@ -135,7 +135,7 @@ def test_a_search_killed_inside_its_saves_finishes_with_the_same_command(tmp_pat
 def test_a_grid_search_stopped_after_a_trial_resumes_to_the_whole_grid(tmp_path):
     """keras-tuner's own GridSearch could never resume from there (keras-team/keras-tuner#1055)."""
     out = tmp_path / "search"
-    args = ["tune", "--tuner", "grid", "--epochs", "1", "--cardinalities", "2,8", "--output", str(out),
+    args = ["tune", "--tuner", "grid", "--epochs", "1", "--cardinalities", "2,8", "--repeats", "1", "--output", str(out),
             "--dataset", f"folder:{small_colour_tree(tmp_path / 'colours')}", "--image-size", "32", "--batch-size", "8"]
     for max_trials in ("1", "3"):  # the grid has two points: the second run stops at its end
         result = command(*args, "--max-trials", max_trials)
