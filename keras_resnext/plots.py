@@ -54,6 +54,8 @@ def accuracy_vs_cardinality(rows, budget_macs, png):
         ax.annotate(f"{row['cardinality']}x{row['bottleneck_width']}d", (row["cardinality"], mean),
                     textcoords="offset points", xytext=(6, 4), fontsize=8)
     ax.set_xscale("log", base=2)
+    shown = sorted({row["cardinality"] for row in rows if row.get("repeats")})
+    ax.set_xticks(shown, [str(c) for c in shown])
     ax.set_xlabel("cardinality C (bottleneck width d solved for the budget)")
     ax.set_ylabel("validation accuracy (mean over seeds, 95% CI)")
     ax.set_title(f"Fixed budget: {budget_macs / 1e6:,.1f}M MACs")

@@ -329,9 +329,10 @@ class SeededSearch(keras_tuner.Tuner):
     the trial's folder (`seeds.json`) before the oracle hears of the trial, so a resumed
     search loses none. The trial's checkpoint holds the weights of its best seed.
 
-    With `measure_speed`, the first seed's model is timed before it trains
-    (`cost.measure`, unless `costs` has its figures already) and while it trains
-    (`cost.StepTimer`); `seeds.json` keeps the figures.
+    With `measure_speed`, the first seed's model is timed while it trains
+    (`cost.StepTimer`) and once it is evaluated (`cost.measure`, unless `costs` has its
+    figures already: its timed calls then reuse the evaluation's compiled function);
+    `seeds.json` keeps the figures.
 
     `search(train, validation_data=..., epochs=..., verbose=...)`: `train` is a batched
     `tf.data.Dataset` or a function of the seed returning one; labels one-hot where the
@@ -353,11 +354,15 @@ class SeededSearch(keras_tuner.Tuner):
         hp, results, kept, speed = trial.hyperparameters, [], None, None
         for r in range(self.repeats):
             seed = self.seed + r
-            model, measured = self.fit_candidate(hp, train, seed, epochs=epochs, initial_epoch=initial_epoch,
-                                                 verbose=verbose, measure=self.measure_speed and r == 0)
-            speed = measured or speed
+            timer = cost.StepTimer() if self.measure_speed and r == 0 else None
+            model = self.fit_candidate(hp, train, seed, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose,
+                                       timer=timer)
             accuracy, loss = validation_results(model, validation_data)
             results.append({"seed": seed, "epochs": epochs, "val_accuracy": accuracy, "val_loss": loss})
+            if timer:  # after the evaluation, whose compiled predict function the timed calls then reuse
+                known = self.costs.get(candidate_key(self.hypermodel.candidate(hp)))
+                speed = dict(known or cost.measure(model, timer.batch_size),
+                             train_images_per_second=timer.images_per_second())
             if kept is None or accuracy > kept:
                 kept = accuracy
                 self._keep(trial, model)
@@ -366,26 +371,22 @@ class SeededSearch(keras_tuner.Tuner):
         return {"val_accuracy": statistics.mean(r["val_accuracy"] for r in results),
                 "val_loss": statistics.mean(r["val_loss"] for r in results)}
 
-    def fit_candidate(self, hp, train, seed, epochs, initial_epoch=0, verbose=0, measure=False):
-        """One seed of a candidate, built from a fresh session with `seed` and fitted by `fitting.fit`:
-        `(model, measured speed or None)`."""
+    def fit_candidate(self, hp, train, seed, epochs, initial_epoch=0, verbose=0, timer=None):
+        """One seed of a candidate, built from a fresh session with `seed` and fitted by `fitting.fit`
+        (its steps timed by `timer`, a `cost.StepTimer`, if given)."""
         keras.backend.clear_session()
         keras.config.set_dtype_policy(self.precision)
         keras.utils.set_random_seed(seed)
         model = self._build_hypermodel(hp)  # Hyperband's loads the weights of the trial it continues
         data = train(seed) if callable(train) else train
-        batch = int(data.element_spec[0].shape[0])
-        speed, callbacks = None, []
-        if measure:
-            speed = dict(self.costs.get(candidate_key(self.hypermodel.candidate(hp))) or cost.measure(model, batch))
-            callbacks.append(cost.StepTimer(batch))
+        batch = int(data.element_spec[0].shape[0])  # static: training batches drop the remainder
+        if timer:
+            timer.batch_size = batch
         fitting.fit(model, self.recipe or default_recipe(self.hypermodel.input_shape[0]), data, epochs=epochs,
                     initial_epoch=initial_epoch, steps_per_epoch=max(int(data.cardinality()) // self.augment_repeats, 1),
                     batch_size=batch, num_classes=self.hypermodel.classes, seed=seed, verbose=verbose,
-                    callbacks=callbacks)
-        if measure:
-            speed["train_images_per_second"] = callbacks[0].images_per_second()
-        return model, speed
+                    callbacks=[timer] if timer else [])
+        return model
 
     def _keep(self, trial, model):
         """The trial's weights (and the build config keras-tuner reloads them with), written atomically."""

@@ -2,7 +2,8 @@
 
 - curves.png, confusion_matrix.png: the main job (`keras-resnext train`, ~1 min on 2 cores), as
   its run folder has them;
-- accuracy_vs_cardinality.png: the recorded search of tuning/results/digits_20m, drawn again;
+- accuracy_vs_cardinality.png, accuracy_vs_speed.png: the recorded search of tuning/results/digits_20m,
+  drawn again;
 - gradcam_example.png: docs/scripts/gradcam_example.py (a model trained for it, ~15 s).
 """
 
@@ -14,7 +15,7 @@ import tempfile
 
 import keras_resnext  # noqa: F401 - first: oneDNN on before TensorFlow loads
 
-from keras_resnext import files, jobs, plots
+from keras_resnext import files, jobs, plots, search_report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -33,8 +34,11 @@ def main_job_pictures():
 def search_picture():
     with open(os.path.join(REPO, "tuning", "results", "digits_20m", "summary.json")) as f:
         summary = json.load(f)
-    plots.accuracy_vs_cardinality(summary["trials"], summary["budget_macs"],
+    candidates = summary["candidates"]
+    plots.accuracy_vs_cardinality(candidates, summary["budget_macs"],
                                   os.path.join(IMAGES, "accuracy_vs_cardinality.png"))
+    front = [row for row in candidates if search_report.candidate_key(row) in summary["pareto_front"]]
+    plots.accuracy_vs_speed(candidates, front, summary["budget_macs"], os.path.join(IMAGES, "accuracy_vs_speed.png"))
 
 
 def main():
