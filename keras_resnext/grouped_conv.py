@@ -73,7 +73,53 @@ def grouped_conv(x, kernel, strides, padding, groups, implementation, dilation_r
     """Applies `kernel` (kh, kw, in/groups, out) to NHWC `x`, zero-padded `padding` px each side.
 
     `dilation_rate` spaces the kernel's taps (atrous convolution); it needs `strides=1`.
+    Under a JAX distribution that shards the batch, each device computes its own shard
+    (`on_local_batch_shards`).
     """
+    if groups > 1 and (local := local_batch_mesh(x)) is not None:
+        return on_local_batch_shards(local, lambda x, kernel: _grouped_conv(
+            x, kernel, strides, padding, groups, implementation, dilation_rate), x, kernel)
+    return _grouped_conv(x, kernel, strides, padding, groups, implementation, dilation_rate)
+
+
+# XLA's SPMD partitioner all-gathers the batch around a batch-sharded convolution with
+# feature_group_count > 1 that is not depthwise, computes it whole on every device and
+# slices the result (openxla/xla#47945; a fix is proposed in openxla/xla#48086): on N
+# devices each grouped conv costs N times its share. A shard_map keeps it on the local
+# shard. When XLA keeps such convolutions local itself, set this to False.
+KEEP_GROUPED_CONVS_LOCAL = True
+
+
+def local_batch_mesh(x):
+    """`(jax mesh, batch axis)` when `x` is traced under a Keras distribution that shards its batch over
+    several devices (JAX), else None: symbolic shapes, a batch the devices do not divide, no distribution."""
+    if not KEEP_GROUPED_CONVS_LOCAL or keras.backend.backend() != "jax":
+        return None
+    distribution = keras.distribution.distribution()
+    axis = getattr(distribution, "batch_dim_name", None)
+    if distribution is None or axis is None:
+        return None
+    mesh = distribution.device_mesh
+    shards = mesh.shape[mesh.axis_names.index(axis)]
+    if shards < 2 or not isinstance(x.shape[0], int) or x.shape[0] % shards:
+        return None
+    import jax
+
+    return jax.sharding.Mesh(mesh.devices, mesh.axis_names), axis
+
+
+def on_local_batch_shards(local, conv, x, kernel):
+    """`conv(x, kernel)` with `x` split on its batch over `local`'s mesh axis, each device on its own shard, and
+    the kernel whole on each (its gradient summed over the devices by the shard_map's transpose)."""
+    import jax
+    from jax.sharding import PartitionSpec
+
+    mesh, axis = local
+    return jax.shard_map(conv, mesh=mesh, in_specs=(PartitionSpec(axis), PartitionSpec()),
+                         out_specs=PartitionSpec(axis))(x, ops.convert_to_tensor(kernel))  # a Variable's value
+
+
+def _grouped_conv(x, kernel, strides, padding, groups, implementation, dilation_rate):
     kernel_size = kernel.shape[0]
     if strides == 1 and dilation_rate == 1 and kernel_size % 2 and padding == kernel_size // 2:
         # Symmetric for odd kernels at stride 1; saves a padded copy. Dilated convs are padded
