@@ -11,7 +11,7 @@ import os
 import sys
 import warnings
 
-from keras_resnext import startup
+from keras_resnext import config, startup
 from keras_resnext.config import (
     DATASETS, INFERENCE_PRECISIONS, INT8_ENGINES, OPTIMIZERS, OUTPUT_STRIDES, RECIPES, STEMS, STRATEGIES, TUNERS,
 )
@@ -25,14 +25,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def positive_int(text):
-    """An argparse type: an integer >= 1."""
+    """An argparse type: `config.positive_int`'s rule, in argparse's words."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    try:
+        return config.positive_int("value", value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}") from None
 
 
 def cmd_summary(args):

@@ -2,11 +2,11 @@
 
 import json
 import os
+import pathlib
 import signal
 import stat
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
@@ -83,7 +83,6 @@ def test_the_main_job_learns_as_well_in_bfloat16_as_in_float32(tmp_path):
 @pytest.mark.slow
 def test_the_job_time_benchmark_accounts_for_the_whole_process():
     """benchmarks/job_time.py on a 2-epoch job: every part of the split, adding up to the process's time."""
-    import pathlib
     import re
 
     script = pathlib.Path(__file__).parents[1] / "benchmarks" / "job_time.py"
@@ -104,17 +103,13 @@ def test_the_job_time_benchmark_accounts_for_the_whole_process():
 @pytest.mark.slow
 def test_a_killed_run_resumes_where_it_stopped(tmp_path):
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "keras_resnext.cli", "train", "--epochs", "6", "--output", str(out)]
-    first = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if (out / "log.csv").exists() and len(log_rows(out)) >= 3:
-            break
-        time.sleep(0.2)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
+    # Killed inside the fourth epoch's backup (tests/kill_at_write.py): an event of the run's own, not a clock.
+    killed = subprocess.run([sys.executable, "kill_at_write.py", "training_metadata.json#4", "train", "--epochs", "6",
+                             "--output", str(out)],
+                            cwd=pathlib.Path(__file__).parent, env=ENV, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     done_before = len(log_rows(out))
-    assert 3 <= done_before < 6 and (out / "backup").exists()
+    assert done_before == 4 and (out / "backup").exists()
     # An epoch is backed up just after its log row: a kill in between redoes that one epoch.
     backed_up = json.loads((out / "backup" / "training_metadata.json").read_text())["epoch"]
     assert backed_up in (done_before - 1, done_before)

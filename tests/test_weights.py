@@ -2,7 +2,6 @@ import json
 import os
 import pickle
 import re
-import time
 import zipfile
 
 import numpy as np
@@ -33,12 +32,14 @@ def test_download_verifies_converts_and_caches(tiny_registry, tiny_io, monkeypat
 def test_a_corrupted_cached_file_is_detected_and_fetched_again(tiny_registry):
     path = kr.weights.fetch(TINY_ENTRY)
     blob = os.path.realpath(path)
-    time.sleep(0.05)  # the edit must land in a later clock tick than the download to change the mtime
+    downloaded = os.stat(blob)
     with open(blob, "r+b") as f:  # flip one byte in the cache
         f.seek(1000)
         byte = f.read(1)
         f.seek(1000)
         f.write(bytes([byte[0] ^ 0x01]))
+    # An edit within the download's clock tick keeps its mtime: move it on, as any later edit would, without a sleep.
+    os.utime(blob, ns=(downloaded.st_atime_ns, downloaded.st_mtime_ns + 1_000_000_000))
     path = kr.weights.fetch(TINY_ENTRY)
     assert open(path, "rb").read() == TINY_CHECKPOINT
     assert tiny_registry.gets[TINY_HUB_KEY] == 2
