@@ -454,8 +454,8 @@ def seed_rows(tuner, hypermodel):
         epochs = trial.hyperparameters.values.get("tuner/epochs", seeds and seeds[0].get("epochs"))
         for result in seeds:
             rows.append({"trial": trial.trial_id, "seed": result["seed"], "epochs": epochs,
-                         "cardinality": c["cardinality"],
-                         "bottleneck_width": c["bottleneck_width"], "depths": _depths_key(c["depths"]),
+                         "cardinality": c["cardinality"], "bottleneck_width": c["bottleneck_width"],
+                         "depths": _depths_key(c["depths"]),
                          "macs": c["macs"], "params": c["params"], "val_accuracy": result["val_accuracy"],
                          "val_loss": result["val_loss"]})
     return sorted(rows, key=lambda r: (r["trial"], r["seed"]))
@@ -491,8 +491,8 @@ def trial_costs(tuner, hypermodel):
             continue
         with open(path) as f:
             measured = json.load(f).get("cost")
-        key, budget = candidate_key(hypermodel.candidate(trial.hyperparameters)), \
-            trial.hyperparameters.values.get("tuner/epochs", 0)
+        key = candidate_key(hypermodel.candidate(trial.hyperparameters))
+        budget = trial.hyperparameters.values.get("tuner/epochs", 0)  # Hyperband's; one budget elsewhere
         if measured and budget >= epochs.get(key, -1):
             costs[key], epochs[key] = measured, budget
     return costs
