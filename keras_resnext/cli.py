@@ -128,7 +128,8 @@ def cmd_predict(args):
     if not args.model_file and not args.model:
         raise ValueError("give --model-file RUN/model.keras, or --model NAME [--weights TAG].")
     results = jobs.predict(args.images, model_path=args.model_file, model=args.model, weights=args.weights,
-                           top=args.top, show_progress=sys.stdout.isatty(), precision=args.precision, explain_dir=args.explain,
+                           top=args.top, show_progress=sys.stdout.isatty(), precision=args.precision,
+                           explain_dir=args.explain,
                            calibration=args.calibration, calibration_images=args.calibration_images,
                            int8_engine=args.int8_engine)
     csv_path = args.csv or ("predictions.csv" if any(os.path.isdir(p) for p in args.images) else None)

@@ -17,7 +17,6 @@ import numpy as np
 from keras_resnext import models
 
 
-
 def measure(model, batch_size, rounds=5, seed=0):
     """`{latency_ms, infer_images_per_second}` of `model` here, at its dtype policy's precision.
 

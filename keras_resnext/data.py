@@ -198,7 +198,7 @@ def _held_out(name, split, fraction, data_dir, download, val_split, seed, strict
     if not 0 < fraction < 1:
         raise ValueError(f"The holdout must be a fraction in (0, 1); received {fraction!r}.")
     ds, info, augment = _source(name, "train", data_dir, download, val_split, seed, strict)
-    labels = _labels(name, ds, info, data_dir, val_split, seed, strict)
+    labels = _training_labels(name, data_dir, val_split, seed, strict, info.num_examples)
     held = holdout_mask(labels, fraction, seed)
     keep = held if split == HOLDOUT else ~held
     mask = tf.constant(keep)
@@ -234,14 +234,29 @@ def _class_counts(labels, class_names):
     return {name: int((labels == i).sum()) for i, name in enumerate(class_names)}
 
 
-def _labels(name, ds, info, data_dir, val_split, seed, strict):
-    """The training split's labels in order: from the list for digits and folders, one label-only pass for tfds."""
+def _training_labels(name, data_dir, val_split, seed, strict, num_examples):
+    """The training split's labels in order: from the list for digits and folders, a tfds set's from its records."""
     if name == "digits":
         return digits_arrays("train")[1]
     if name.startswith("folder:"):
         return np.array([label for _, label in scan_folder(name[len("folder:"):], val_split, seed, strict)
                          .splits["train"]])
-    return np.concatenate([labels for labels in ds.map(lambda _, label: label).batch(8192).as_numpy_iterator()])
+    return _tfds_training_labels(name, data_dir, num_examples)
+
+
+@functools.lru_cache(maxsize=8)
+def _tfds_training_labels(name, data_dir, num_examples):
+    """A tfds set's training labels, read once per process (a search loads the split for every seed): one pass
+    over the records, their images left encoded. `num_examples` (the split's, from its info) is part of the
+    key, so a data set prepared again with another size is read again."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name, data_dir=os.path.expanduser(data_dir) if data_dir else None)
+    records = builder.as_dataset(split="train", as_supervised=True, shuffle_files=False,
+                                 decoders={"image": tfds.decode.SkipDecoding()})
+    labels = np.concatenate([batch for batch in records.map(lambda _, label: label).batch(8192).as_numpy_iterator()])
+    labels.flags.writeable = False  # shared by every caller
+    return labels
 
 
 def _check_repeats(augment_repeats, batch_size):

@@ -217,7 +217,8 @@ def _fit_and_report(net, fit_phase, phases, train_ds, test_ds, info, strat, run_
             continue
         backup = "backup" if len(phases) == 1 else os.path.join("backup", f"phase{i}")
         # The recipe's EMA (if any) is saved with the backup, and goes into the model after the last phase.
-        history, recipe_data = fit_phase(net, initial_epoch=first, epochs=end, frozen=frozen, apply_ema=i == len(phases),
+        history, recipe_data = fit_phase(net, initial_epoch=first, epochs=end, frozen=frozen,
+                                         apply_ema=i == len(phases),
                                          callbacks=functools.partial(training.default_callbacks, run_dir,
                                                                      backup_dir=backup))
         epochs_run += len(history.epoch)
@@ -617,12 +618,12 @@ def tune(dataset="digits", budget="20M", max_trials=3, epochs=1, output="tune-ru
     `repeats` seeds (`seed`, `seed + 1`, ...) on the training split less a stratified
     `val_split` held out, and ranked on its seeds' mean accuracy on that held-out part.
     The evaluation split (`data.eval_split`) is never seen by the search: the selected
-    candidate is evaluated on it once, after. Before training, every affordable
-    candidate's speed is measured here (`keras_resnext.cost`): with `max_latency_ms`,
-    every candidate's latency and inference speed before training, and those with a
-    single-image latency over it are pruned; otherwise each trained candidate's, before
-    its first seed trains. The training speed is timed on that seed's own steps.
-    `measure_speed=False` measures nothing (a benchmark's baseline).
+    candidate is evaluated on it once, after. Each trained candidate's speed is measured
+    here (`keras_resnext.cost`): its training speed on its first seed's own steps, its
+    latency and inference speed once that seed is evaluated. With `max_latency_ms`,
+    every candidate's latency and inference speed are measured before anything trains,
+    and those with a single-image latency over it are pruned. `measure_speed=False`
+    measures nothing (a benchmark's baseline).
 
     Writes to `output`: trials.csv (one row per candidate and seed), candidates.csv
     (one row per candidate: mean, std and 95% bootstrap interval over seeds, MACs,

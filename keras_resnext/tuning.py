@@ -348,7 +348,7 @@ class SeededSearch(keras_tuner.Tuner):
         self.augment_repeats = augment_repeats
         self.measure_speed = measure_speed
         self.costs = costs or {}
-        self.precision = keras.config.dtype_policy().name  # keras-tuner's clear_session forgets it
+        self.precision = keras.config.dtype_policy().name  # a fresh session forgets it
 
     def run_trial(self, trial, train, validation_data, epochs=1, initial_epoch=0, verbose=1, **_):
         hp, results, kept, speed = trial.hyperparameters, [], None, None
@@ -374,18 +374,17 @@ class SeededSearch(keras_tuner.Tuner):
     def fit_candidate(self, hp, train, seed, epochs, initial_epoch=0, verbose=0, timer=None):
         """One seed of a candidate, built from a fresh session with `seed` and fitted by `fitting.fit`
         (its steps timed by `timer`, a `cost.StepTimer`, if given)."""
-        keras.backend.clear_session()
-        keras.config.set_dtype_policy(self.precision)
+        _fresh_session(self.precision)
         keras.utils.set_random_seed(seed)
         model = self._build_hypermodel(hp)  # Hyperband's loads the weights of the trial it continues
         data = train(seed) if callable(train) else train
         batch = int(data.element_spec[0].shape[0])  # static: training batches drop the remainder
         if timer:
             timer.batch_size = batch
+        steps = max(int(data.cardinality()) // self.augment_repeats, 1)
         fitting.fit(model, self.recipe or default_recipe(self.hypermodel.input_shape[0]), data, epochs=epochs,
-                    initial_epoch=initial_epoch, steps_per_epoch=max(int(data.cardinality()) // self.augment_repeats, 1),
-                    batch_size=batch, num_classes=self.hypermodel.classes, seed=seed, verbose=verbose,
-                    callbacks=[timer] if timer else [])
+                    initial_epoch=initial_epoch, steps_per_epoch=steps, batch_size=batch,
+                    num_classes=self.hypermodel.classes, seed=seed, verbose=verbose, callbacks=[timer] if timer else [])
         return model
 
     def _keep(self, trial, model):
@@ -393,6 +392,12 @@ class SeededSearch(keras_tuner.Tuner):
         with files.atomic_path(self._get_checkpoint_fname(trial.trial_id)) as tmp:
             model.save_weights(tmp)
         files.write_json(self._get_build_config_fname(trial.trial_id), model.get_build_config())
+
+
+def _fresh_session(precision):
+    """Keras' state cleared for the next model (`clear_session`), keeping the dtype policy it would forget."""
+    keras.backend.clear_session()
+    keras.config.set_dtype_policy(precision)
 
 
 def validation_results(model, dataset):
@@ -473,9 +478,7 @@ def measure_costs(hypermodel, batch_size, path=None, rounds=5):
     for candidate in hypermodel.candidates:
         key = candidate_key(candidate)
         if key not in costs:
-            precision = keras.config.dtype_policy().name
-            keras.backend.clear_session()  # which forgets the precision
-            keras.config.set_dtype_policy(precision)
+            _fresh_session(keras.config.dtype_policy().name)
             costs[key] = cost.measure(hypermodel.build_candidate(candidate), batch_size, rounds)
     if path:
         files.write_json(path, costs)
