@@ -221,3 +221,36 @@ def test_torchvisions_recipe_on_imagenet_trains_at_176_and_evaluates_at_224_afte
     assert metrics["preprocessing"]["image_size"] == 224
     assert metrics["preprocessing"]["crop_pct"] == pytest.approx(224 / 232)
     assert keras.models.load_model(tmp_path / "run" / "model.keras").inputs[0].shape == (None, None, None, 3)
+
+
+def test_the_batches_fitted_follow_the_recipes_own_mixup_and_cutmix():
+    """`fitting.fit` mixes with the recipe object's alphas. `train` used to mix every torchvision batch with the
+    defaults (0.2, 1.0) whatever the recipe said, while metrics.json recorded the recipe's values."""
+    import functools
+
+    from keras_resnext import data, fitting, models
+
+    train, _ = data.load_dataset("digits", "train", batch_size=64, seed=0, dtype="uint8")
+    train = train.map(lambda x, y: (x, tf.one_hot(y, 10)))
+    net = models.ResNeXt((1, 1, 1), 2, 4, classes=10, input_shape=(32, 32, 3), include_preprocessing=True)
+    fitted = {}
+
+    def record(**kwargs):  # what fit would train on, captured instead of trained
+        fitted.update(kwargs)
+        return keras.callbacks.History()
+
+    net.fit = record
+    for mixup_alpha, cutmix_alpha in ((0.0, 0.0), (0.8, 0.0), (0.0, 1.0)):
+        recipe = functools.partial(training.torchvision_recipe, num_examples=1437, mixup_alpha=mixup_alpha,
+                                   cutmix_alpha=cutmix_alpha, augment_repeats=1)
+        _, recipe_data = fitting.fit(net, recipe, train, epochs=2, steps_per_epoch=22, batch_size=64,
+                                     num_classes=10, seed=0, verbose=0, apply_ema=False)
+        assert (recipe_data.mixup_alpha, recipe_data.cutmix_alpha) == (mixup_alpha, cutmix_alpha)
+        labels = np.concatenate([y for _, y in fitted["x"].take(4).as_numpy_iterator()])
+        soft = (labels > 0) & (labels < 1)
+        if not mixup_alpha and not cutmix_alpha:  # no mixing at all: every label one-hot as loaded
+            assert not soft.any()
+        elif mixup_alpha:  # MixUp only: every image blended with its neighbour, soft unless both are one class
+            assert soft.any(axis=1).mean() > 0.8 and (soft.sum(axis=1) <= 2).all()
+        else:  # CutMix only
+            assert soft.any()
