@@ -107,6 +107,10 @@ def cmd_train(args):
         overwrite=args.overwrite, optimizer=args.optimizer, data_service=args.data_service, recipe=args.recipe,
         verbose=progress_verbosity(),
     )
+    if "test_accuracy" not in metrics:  # another process of a JAX run spanning processes
+        print(f"process {metrics['process']}: trained {metrics['epochs_run_here']} epochs; process 0 tests the "
+              f"model and writes the run folder {metrics['output']}")
+        return
     if metrics.get("already_complete"):
         print(f"{metrics['output']} is a completed run (pass --overwrite to train it again):")
     print(f"test accuracy {metrics['test_accuracy']:.4f} after {metrics['epochs']} epochs "

@@ -2,9 +2,14 @@
 
 On TensorFlow `make_strategy` returns a `tf.distribute.Strategy`. On JAX a tf.distribute
 strategy would do nothing for the model (it trains on one device), so there it returns
-a `JaxDataParallel`: Keras' `DataParallel` over the host's devices, with the two things
-`train` asks of a strategy (`scope()`, `num_replicas_in_sync`). Its BatchNorm statistics
-are those of the global batch (one SPMD program), where TensorFlow's replicas keep their own.
+a `JaxDataParallel`: Keras' `DataParallel` over the host's devices (or, for
+`"multiworker"`, every process's devices), with the two things `train` asks of a strategy
+(`scope()`, `num_replicas_in_sync`). Its BatchNorm statistics are those of the global batch
+(one SPMD program), where TensorFlow's replicas keep their own.
+
+Across processes JAX is configured the ecosystem's way, by Keras' own variables
+(`KERAS_DISTRIBUTION_JOB_ADDRESSES`, `KERAS_DISTRIBUTION_NUM_PROCESSES`,
+`KERAS_DISTRIBUTION_PROCESS_ID`), as TensorFlow's side reads `TF_CONFIG`.
 
 A narrow fix that lets Keras `fit` run multi-worker on TensorFlow:
 
@@ -90,8 +95,39 @@ def tf_config():
     return json.loads(os.environ.get("TF_CONFIG") or "{}")
 
 
+JAX_CLUSTER_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
+                         "KERAS_DISTRIBUTION_PROCESS_ID")
+
+
+def jax_cluster():
+    """`(coordinator address, number of processes, this process's id)` from Keras' distribution variables.
+
+    A ValueError names what is missing or inconsistent: `--strategy multiworker` on JAX
+    needs all three, the addresses being the coordinator's `host:port` (process 0) or
+    every process's, comma-separated, in process order.
+    """
+    values = {name: os.environ.get(name, "").strip() for name in JAX_CLUSTER_VARIABLES}
+    if missing := [name for name, value in values.items() if not value]:
+        raise ValueError(f"--strategy multiworker on JAX needs {', '.join(JAX_CLUSTER_VARIABLES)}; "
+                         f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set.")
+    addresses, count, index = values.values()
+    if not count.isdigit() or int(count) < 1 or not index.isdigit() or int(index) >= int(count):
+        raise ValueError(f"KERAS_DISTRIBUTION_NUM_PROCESSES must be a positive integer and "
+                         f"KERAS_DISTRIBUTION_PROCESS_ID one of 0 to that number - 1; received {count!r} and {index!r}.")
+    hosts = addresses.split(",")
+    if len(hosts) not in (1, int(count)) or not all(h.rpartition(":")[2].isdigit() and h.rpartition(":")[0]
+                                                     for h in hosts):
+        raise ValueError(f"KERAS_DISTRIBUTION_JOB_ADDRESSES must be the coordinator's host:port, or all "
+                         f"{count} processes' comma-separated; received {addresses!r}.")
+    return hosts[0], int(count), int(index)
+
+
 def task():
-    """`(task type, index)` from `TF_CONFIG`; `("worker", 0)` when not multi-worker."""
+    """`(task type, index)` from `TF_CONFIG`, or on JAX from `KERAS_DISTRIBUTION_PROCESS_ID`; `("worker", 0)` when
+    not multi-worker."""
+    if not tf_config() and keras.backend.backend() == "jax":
+        index = os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID", "0").strip()
+        return "worker", int(index) if index.isdigit() else 0
     spec = tf_config().get("task", {})
     return spec.get("type", "worker"), int(spec.get("index", 0))
 
@@ -103,16 +139,37 @@ def is_chief():
     return kind == "chief" or (not has_chief and kind == "worker" and index == 0)
 
 
+def process_folder(output):
+    """The run folder this process works in: `output`, or under TensorFlow's multi-worker training a worker's own
+    folder in it (its saves are collective: every worker saves, the chief's copy is kept).
+
+    A JAX run's processes all read `output` (backups to resume from); only process 0
+    writes it (`writes_files`).
+    """
+    if is_chief() or (not tf_config() and keras.backend.backend() == "jax"):
+        return output
+    return os.path.join(output, f"worker_{task()[1]}")
+
+
+def writes_files(strategy):
+    """Whether this process writes its run folder: all but process 0's peers of a JAX run spanning processes."""
+    return not spans_processes(strategy) or is_chief()
+
+
 class JaxDataParallel:
     """Keras' `DataParallel` over `devices` (JAX), as `train` uses a tf.distribute strategy; None: one device.
 
     `scope()` holds the distribution while variables are made and `fit` runs (Keras
     reads it then to replicate the weights and split each batch across the devices).
+    Over several processes (`processes > 1`) Keras feeds each process its own shard
+    of a tf.data pipeline, and every process must join each step, variable creation
+    and weight assignment made under the scope.
     """
 
-    def __init__(self, devices=None):
+    def __init__(self, devices=None, processes=1):
         self.distribution = keras.distribution.DataParallel(devices=devices) if devices else None
         self.num_replicas_in_sync = len(devices) if devices else 1
+        self.processes = processes
 
     def scope(self):
         return self.distribution.scope() if self.distribution else contextlib.nullcontext()
@@ -120,16 +177,73 @@ class JaxDataParallel:
     def describe(self):
         """What metrics.json records of it."""
         if self.distribution is None:
-            return {"engine": "keras.distribution", "class": None, "devices": 1}
+            return {"engine": "keras.distribution", "class": None, "processes": 1, "devices": 1}
         return {"engine": "keras.distribution", "class": type(self.distribution).__name__,
+                "processes": self.processes,
                 "devices": [str(d) for d in self.distribution.device_mesh.devices.flatten()]}
 
 
+def spans_processes(strategy):
+    """Whether `strategy` is a JAX distribution over several processes (one SPMD program that each must join)."""
+    return isinstance(strategy, JaxDataParallel) and strategy.processes > 1
+
+
+@contextlib.contextmanager
+def this_process_only():
+    """No Keras distribution inside: what is built or saved here stays on this process, and no other process has
+    to join it.
+
+    Keras' weight saving makes a throwaway optimizer (to learn which attributes to
+    skip), and under a distribution spanning processes its variable is placed on
+    every process's devices: a collective that a process saving alone never finishes.
+    """
+    current = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(current)
+
+
+def once_trained(strategy):
+    """What a run's evaluation and saving run under: this process alone when `strategy` spans processes (the model
+    is then `process_local_copy`'s and process 0 goes on alone), else nothing more than the run's scope."""
+    return this_process_only() if spans_processes(strategy) else contextlib.nullcontext()
+
+
+def copy_scope(strategy):
+    """Where copies of a trained model are made: `strategy`'s scope, or this process alone when it spans processes."""
+    return this_process_only() if spans_processes(strategy) else strategy.scope()
+
+
+def process_local_copy(net, strategy):
+    """`net` itself, or under a distribution spanning processes a copy on this process alone (same layers,
+    precision, weights and optimizer), which can be evaluated and saved without the other processes.
+
+    Every weight is replicated, so each process holds all of it: nothing is exchanged.
+    """
+    if not spans_processes(strategy):
+        return net
+    import numpy as np
+
+    with this_process_only():
+        copy = net.__class__.from_config(net.get_config())
+        copy.set_weights([np.asarray(v.value) for v in net.weights])
+        copy.compile(optimizer=net.optimizer, loss=net.loss, metrics=["accuracy"])
+    return copy
+
+
 def describe(strategy):
-    """`{"engine", "class", "devices"}`: the distribution a run trained under, for metrics.json."""
+    """`{"engine", "class", "processes", "devices"}`: the distribution a run trained under, for metrics.json."""
     if isinstance(strategy, JaxDataParallel):
         return strategy.describe()
-    return {"engine": "tf.distribute", "class": type(strategy).__name__, "devices": strategy.num_replicas_in_sync}
+    import tensorflow as tf
+
+    cluster = tf_config().get("cluster", {})
+    tasks = len(cluster.get("chief", []) + cluster.get("worker", []))
+    processes = tasks if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else 1
+    return {"engine": "tf.distribute", "class": type(strategy).__name__, "processes": max(processes, 1),
+            "devices": strategy.num_replicas_in_sync}
 
 
 def run_scope(strategy):
@@ -145,8 +259,9 @@ def make_strategy(name="auto"):
     - `"one"`: `OneDeviceStrategy` on the first GPU, or the CPU (JAX: one device).
     - `"mirrored"`: `MirroredStrategy` over the local GPUs (or CPU devices) (JAX:
       `DataParallel` over the local devices).
-    - `"multiworker"`: `MultiWorkerMirroredStrategy`, configured by `TF_CONFIG`
-      (TensorFlow only).
+    - `"multiworker"`: `MultiWorkerMirroredStrategy`, configured by `TF_CONFIG` (JAX:
+      `DataParallel` over every process's devices, configured by `jax_cluster`'s
+      variables; gloo collectives between CPUs).
     - `"tpu"`: `TPUStrategy` from `TPUClusterResolver` (JAX: `DataParallel` over the
       TPU cores JAX sees).
     """
@@ -182,15 +297,26 @@ def _jax_strategy(name):
     """`make_strategy` on JAX: keras.distribution's DataParallel, or a one-line error for what it cannot do."""
     import jax
 
-    local = jax.local_devices()
     if name == "multiworker":
-        raise ValueError("--strategy multiworker needs the TensorFlow backend (TF_CONFIG's workers); on JAX, "
-                         "'mirrored' trains data-parallel over this host's devices.")
+        return _jax_processes()
+    local = jax.local_devices()
     if name == "tpu" and jax.default_backend() != "tpu":
         raise ValueError(f"--strategy tpu: JAX sees no TPU here (its devices: {jax.default_backend()}).")
     if name == "one" or (name == "auto" and len(local) == 1):
         return JaxDataParallel()
     return JaxDataParallel(local)
+
+
+def _jax_processes():
+    """`"multiworker"` on JAX: the processes of `jax_cluster()` joined, and `DataParallel` over all their devices."""
+    import jax
+
+    coordinator, count, index = jax_cluster()
+    # CPUs exchange gradients over gloo (JAX's CPU collectives); accelerators keep their own (NCCL, ICI).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if not jax.distributed.is_initialized():
+        keras.distribution.initialize(coordinator, count, index)
+    return JaxDataParallel(jax.devices(), processes=jax.process_count())
 
 
 def _auto_strategy():

@@ -41,6 +41,7 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
         super().__init__()
         self.decay, self.ema_steps, self.warmup_epochs = float(decay), int(ema_steps), int(warmup_epochs)
         self.backup_dir, self.average, self.updates, self._epoch = backup_dir, None, 0, 0
+        self.writes = True  # False: restored from the backup, never saved to it (another process saves it)
 
     def on_train_begin(self, logs=None):
         done = self._backed_up_epochs()
@@ -64,7 +65,7 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
         self.updates = 0 if self._epoch < self.warmup_epochs else self.updates + 1
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.backup_dir is None or self.average is None:
+        if self.backup_dir is None or self.average is None or not self.writes:
             return
         os.makedirs(self.backup_dir, exist_ok=True)
         with files.atomic_path(self._path(epoch + 1)) as tmp, open(tmp, "wb") as f:

@@ -1,5 +1,6 @@
 """The command line's jobs as functions: train, evaluate, predict, tune."""
 
+import contextlib
 import dataclasses
 import datetime
 import functools
@@ -103,8 +104,9 @@ def train(
     A completed run folder is reported, not trained again, unless `overwrite`.
     """
     epochs, batch_size = _checked_arguments(dataset, epochs, batch_size, optimizer, recipe)
-    run_dir = _run_dir(output or _default_output(model, dataset))
-    if (finished := run_folder.previous_run(run_dir, overwrite)) is not None:
+    run_dir = distribute.process_folder(output or _default_output(model, dataset))
+    # Only the process that writes the folder clears it: another would clear what process 0 is writing.
+    if (finished := run_folder.previous_run(run_dir, overwrite, clear=distribute.is_chief())) is not None:
         return finished
     keras.utils.set_random_seed(seed)
     strat = distribute.make_strategy(strategy)  # first: a multi-worker strategy must configure the runtime
@@ -118,14 +120,25 @@ def train(
     recipe, settings = fitting.recipe_for(recipe, info.image_size, info.num_examples, schedule, label_smoothing,
                                           optimizer, recipe_inputs["augment_repeats"])
     net = _build_for_run(strat, model, info, weights, any_size=bool(recipe_inputs["train_size"]))
-    # Only now, with the data and the model known to be good, is anything written: bad input writes nothing.
-    with run_folder.recording(run_dir), distribute.run_scope(strat):  # JAX reads its distribution while fitting
-        options = dict(phases=phases, verbose=verbose, class_weight=_class_weights(info, class_weight), seed=seed,
-                       precise_bn=finetuning)
+    options = dict(phases=phases, verbose=verbose, class_weight=_class_weights(info, class_weight), seed=seed,
+                   precise_bn=finetuning, writes=distribute.writes_files(strat))
+    recorded = dict(dataset=dataset, strategy=strategy, class_weight=class_weight, optimizer=optimizer,
+                    data_service=data_service, recipe=settings)
+    return _run(net, strat, recipe, global_batch, train_ds, test_ds, info, run_dir, options, recorded)
+
+
+def _run(net, strat, recipe, global_batch, train_ds, test_ds, info, run_dir, options, recorded):
+    """The run proper: fits, evaluates and writes the run folder (`recorded`: the arguments metrics.json keeps);
+    returns the metrics. Only now, with the data and the model known to be good, is anything written: bad input
+    writes nothing."""
+    writes = options["writes"]
+    with run_folder.recording(run_dir) if writes else contextlib.nullcontext(), distribute.run_scope(strat):
         net, metrics = _fit_phases(net, strat, recipe, global_batch, train_ds, test_ds, info, run_dir, options)
-        metrics.update(dataset=dataset, strategy=strategy, class_weight=class_weight, optimizer=optimizer,
-                       data_service=data_service, recipe=metrics.get("recipe") or settings)
-        _write_run(run_dir, net, metrics)
+        if not writes:  # another process of a JAX run: process 0 evaluates and writes
+            return metrics
+        metrics.update(recorded, recipe=metrics.get("recipe") or recorded["recipe"])
+        with distribute.once_trained(strat):
+            _write_run(run_dir, net, metrics)
     return metrics
 
 
@@ -169,20 +182,16 @@ def _fit_phases(net, strat, recipe, global_batch, train_ds, test_ds, info, run_d
     `recipe(steps_per_epoch, epochs=..., batch_size=...)` gives each phase's optimizer and loss.
     """
     phases = options["phases"]
+    # Across processes each must evaluate in step with the others, on equal shards: the test split is evaluated
+    # once, at the end, by process 0 alone.
     fit_phase = functools.partial(fitting.fit, recipe=recipe, train_ds=train_ds,
                                   steps_per_epoch=max(info.num_examples // global_batch, 1), batch_size=global_batch,
                                   num_classes=info.num_classes, seed=options["seed"], strategy=strat,
-                                  validation_data=test_ds, class_weight=options["class_weight"],
-                                  verbose=options["verbose"])
-    net, metrics = _fit_and_report(net, fit_phase, phases, train_ds, test_ds, info, strat, run_dir,
-                                   options["precise_bn"])
+                                  validation_data=None if distribute.spans_processes(strat) else test_ds,
+                                  class_weight=options["class_weight"], verbose=options["verbose"])
+    net, metrics = _fit_and_report(net, fit_phase, phases, train_ds, test_ds, info, strat, run_dir, options)
     metrics.update(batch_size=global_batch, phases=[dict(start=a, end=b, backbone_frozen=f) for a, b, f in phases])
     return net, metrics
-
-
-def _run_dir(output):
-    """The folder this process writes: `output`, or a worker's own folder in it under multi-worker training."""
-    return output if distribute.is_chief() else os.path.join(output, f"worker_{distribute.task()[1]}")
 
 
 def _finetuning_phases(weights, info, epochs, freeze_epochs):
@@ -199,17 +208,19 @@ def _phases(epochs, freeze_epochs):
     return ([(0, freeze_epochs, True)] if freeze_epochs else []) + [(freeze_epochs, epochs, False)]
 
 
-def _fit_and_report(net, fit_phase, phases, train_ds, test_ds, info, strat, run_dir, precise_bn=False):
+def _fit_and_report(net, fit_phase, phases, train_ds, test_ds, info, strat, run_dir, options):
     """Fits `net` phase by phase with the run's callbacks, then evaluates it: `(model to save, metrics)`.
 
     `fit_phase` is `fitting.fit` with the run's recipe and data. Each phase resumes
     after a kill from its own backup; a finished phase leaves its weights in backup/,
-    so a rerun continues with the next phase from them. With `precise_bn` the
-    BatchNorm statistics are recomputed from the final weights before the evaluation
-    (`training.recompute_batchnorm_statistics`). The model saved and evaluated
-    computes in float32, whatever precision it trained in (`_float32_model`).
+    so a rerun continues with the next phase from them. With `options["precise_bn"]`
+    the BatchNorm statistics are recomputed from the final weights before the
+    evaluation (`training.recompute_batchnorm_statistics`). The model saved and
+    evaluated computes in float32, whatever precision it trained in (`_float32_model`).
+    A process that does not write (`options["writes"]`, see `distribute.writes_files`)
+    reads the backups and returns `(model, its process's summary)` once trained.
     """
-    start, epochs_run, recipe_data = time.perf_counter(), 0, None
+    start, epochs_run, recipe_data, writes = time.perf_counter(), 0, None, options["writes"]
     for i, (first, end, frozen) in enumerate(phases, start=1):
         finished = os.path.join(run_dir, "backup", f"phase{i}.weights.h5")
         if os.path.exists(finished):
@@ -220,22 +231,26 @@ def _fit_and_report(net, fit_phase, phases, train_ds, test_ds, info, strat, run_
         history, recipe_data = fit_phase(net, initial_epoch=first, epochs=end, frozen=frozen,
                                          apply_ema=i == len(phases),
                                          callbacks=functools.partial(training.default_callbacks, run_dir,
-                                                                     backup_dir=backup))
+                                                                     backup_dir=backup, write=writes))
         epochs_run += len(history.epoch)
         run_folder.check_diverged(history, first)
-        if i < len(phases):
-            with files.atomic_path(finished) as tmp:
+        if i < len(phases) and writes:
+            with files.atomic_path(finished) as tmp, distribute.this_process_only():
                 net.save_weights(tmp)
-    # A short fine-tuning run ends with BatchNorm statistics of weights it no longer has: recompute them.
-    bn_batches = training.recompute_batchnorm_statistics(net, train_ds) if precise_bn else 0
-    seconds = time.perf_counter() - start
-    trained_in, net = net.dtype_policy.name, _float32_model(net, strat)
-    metrics = dict(output=run_dir, **_run_metrics(net, test_ds, info, strat), precision=trained_in,
-                   epochs=phases[-1][1], batchnorm_recomputed_batches=bn_batches,
-                   epochs_run_here=epochs_run, seconds=round(seconds, 1), data=info.details,
-                   recipe=recipe_data.settings if recipe_data else None)
-    metrics["per_class"] = per_class_report(net, test_ds, info.class_names,
-                                            os.path.join(run_dir, "confusion_matrix.png"))
+    net = distribute.process_local_copy(net, strat)  # from here on, process 0 goes on alone
+    if not writes:
+        return net, {"output": run_dir, "process": distribute.task()[1], "epochs_run_here": epochs_run}
+    with distribute.once_trained(strat):
+        # A short fine-tuning run ends with BatchNorm statistics of weights it no longer has: recompute them.
+        bn_batches = training.recompute_batchnorm_statistics(net, train_ds) if options["precise_bn"] else 0
+        seconds = time.perf_counter() - start
+        trained_in, net = net.dtype_policy.name, _float32_model(net, strat)
+        metrics = dict(output=run_dir, **_run_metrics(net, test_ds, info, strat), precision=trained_in,
+                       epochs=phases[-1][1], batchnorm_recomputed_batches=bn_batches,
+                       epochs_run_here=epochs_run, seconds=round(seconds, 1), data=info.details,
+                       recipe=recipe_data.settings if recipe_data else None)
+        metrics["per_class"] = per_class_report(net, test_ds, info.class_names,
+                                                os.path.join(run_dir, "confusion_matrix.png"))
     return net, metrics
 
 
@@ -250,7 +265,7 @@ def _float32_model(net, strat):
     """
     if net.dtype_policy.name == "float32":
         return net
-    with strat.scope():
+    with distribute.copy_scope(strat):
         copy = inference_model(net, "float32")
         copy.compile(optimizer=net.optimizer, loss=net.loss, metrics=["accuracy"])
     return copy

@@ -25,14 +25,16 @@ def _save(fig, png):
 
 
 def training_curves(log_csv, png):
-    """Loss and accuracy per epoch, train and test, from the CSV log (all epochs, resumed too)."""
+    """Loss and accuracy per epoch, train and test (when tested each epoch), from the CSV log (all epochs, resumed
+    too)."""
     with open(log_csv) as f:
         rows = list(csv.DictReader(f))
     epochs = [int(r["epoch"]) + 1 for r in rows]
     fig, axes = _pyplot().subplots(1, 2, figsize=(10, 4))
     for ax, key in zip(axes, ("loss", "accuracy")):
         ax.plot(epochs, [float(r[key]) for r in rows], label="train")
-        ax.plot(epochs, [float(r[f"val_{key}"]) for r in rows], label="test")
+        if rows and f"val_{key}" in rows[0]:  # not when a run across processes tests only at its end
+            ax.plot(epochs, [float(r[f"val_{key}"]) for r in rows], label="test")
         ax.set_xlabel("epoch")
         ax.set_title(key)
         ax.grid(alpha=0.3)

@@ -45,16 +45,18 @@ def status(metrics):
     return metrics.get("status", "completed" if "test_accuracy" in metrics else "running")
 
 
-def previous_run(run_dir, overwrite=False):
+def previous_run(run_dir, overwrite=False, clear=True):
     """A completed run's metrics (with `already_complete=True`), or None when the run is to be trained.
 
     A killed or failed run is resumed (None). A diverged run raises `RunDiverged`
-    again; `overwrite` clears the folder first, whatever it holds.
+    again; `overwrite` clears the folder first, whatever it holds (unless not `clear`:
+    a process that only reads the folder another writes).
     """
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise ValueError(f"The output {run_dir!r} is a file; give a folder for the run.")
     if overwrite:
-        _clear(run_dir)
+        if clear:
+            _clear(run_dir)
         return None
     metrics = read_metrics(run_dir)
     state = None if metrics is None else status(metrics)

@@ -22,7 +22,7 @@ import os
 
 import keras
 
-from keras_resnext import devices, files, run_folder
+from keras_resnext import devices, distribute, files, run_folder
 from keras_resnext import ema as ema_lib
 from keras_resnext.config import CLASSIFIER, OPTIMIZERS, check_choice
 from keras_resnext.layers import TorchBatchNormalization
@@ -282,20 +282,24 @@ def recompute_batchnorm_statistics(model, dataset, max_batches=200):
     return seen
 
 
-def default_callbacks(output_dir, backup=True, tensorboard=True, backup_dir="backup", ema=None):
+def default_callbacks(output_dir, backup=True, tensorboard=True, backup_dir="backup", ema=None, write=True):
     """The log (`log.csv`), a backup to resume from after a kill, TerminateOnNaN and TensorBoard.
 
     The backup lives in `output_dir/backup_dir` and outlives `fit`: the caller
     deletes it once the run's results are written, so a kill in between still resumes.
     An `ema` (`keras_resnext.ema.ExponentialMovingAverage`) is saved with the backup.
+    Not `write`: a process that trains with another that writes `output_dir` (JAX
+    across processes) only resumes from its backup, and writes nothing.
     """
     callbacks = [EpochLog(os.path.join(output_dir, "log.csv")), keras.callbacks.TerminateOnNaN()]
     if backup:  # after the log: an epoch counts as done (backed up) only once its row is written
-        callbacks.insert(1, AtomicBackupAndRestore(os.path.join(output_dir, backup_dir)))
+        callbacks.insert(1, AtomicBackupAndRestore(os.path.join(output_dir, backup_dir), write=write))
     if ema is not None:  # before the backup: its file is written before the backup names the epoch done
-        ema.backup_dir = os.path.join(output_dir, backup_dir) if backup else None
+        ema.backup_dir, ema.writes = (os.path.join(output_dir, backup_dir) if backup else None), write
         callbacks.insert(1, ema)
-    if tensorboard:
+    if not write:
+        callbacks.pop(0)
+    if tensorboard and write:
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard"), write_graph=False))
     return callbacks
 
@@ -307,19 +311,21 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     file no rerun can read. Here each epoch's weights (with the optimizer state) go
     to a new file, and one atomic replace of `training_metadata.json`, which names
     that file, switches the backup to it. A diverged epoch (NaN in its logs) is not
-    backed up. The backup is kept when `fit` ends.
+    backed up. The backup is kept when `fit` ends. Not `write`: it only restores (a
+    process of a JAX run spanning processes whose process 0 writes the backup).
     """
 
-    def __init__(self, backup_dir):
+    def __init__(self, backup_dir, write=True):
         super().__init__(backup_dir, delete_checkpoint=False)
+        self.write = write
 
     def on_epoch_end(self, epoch, logs=None):
-        if not any(run_folder.non_finite(v) for v in (logs or {}).values()):
+        if self.write and not any(run_folder.non_finite(v) for v in (logs or {}).values()):
             super().on_epoch_end(epoch, logs)
 
     def _save_model(self):
         name = f"epoch{self._current_epoch:05d}.weights.h5"
-        with files.atomic_path(os.path.join(self.backup_dir, name)) as tmp:
+        with files.atomic_path(os.path.join(self.backup_dir, name)) as tmp, distribute.this_process_only():
             self.model.save_weights(tmp)
         files.write_json(self._training_metadata_path,
                          {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name,
