@@ -21,6 +21,7 @@ which scales every step alike. Neither clips, as the reference does not: a float
 pipeline keeps the values it computes; a uint8 one rounds and clips them.
 """
 
+import numpy as np
 import tensorflow as tf
 
 # fb.resnet.torch's datasets/imagenet.lua: the eigen-decomposition of ImageNet's RGB covariance, pixels in [0, 1].
@@ -65,24 +66,44 @@ def paper_color(image, seed):
 
 
 def _jitter(mean_pixel, seed, strengths):
-    """ColorJitter as one affine map of the colours, `pixel @ matrix + offset`.
+    """ColorJitter as one affine map of the colours, `pixel @ matrix + offset` (see `color_maps`)."""
+    factors, order = jitter_draws(seed, strengths)
+    matrix, offset = color_maps(mean_pixel[None], factors[None], tf.one_hot(order, 3)[None], tf.zeros([1, 3]),
+                                tf.einsum)
+    return matrix[0], offset[0]
+
+
+def color_maps(mean_pixels, factors, order, shift, einsum):
+    """ColorJitter, then a colour shift (Lighting's), as one affine map per image, `pixel @ matrix + offset`.
 
     Every step is one: brightness `a I`; saturation `a I + (1 - a) w 1'` (w the luma
     weights); contrast `a I` plus `(1 - a)` times the mean luma, which is that of the
     mean pixel as the steps before left it. Composed on 3x3 matrices, the image is read
     once instead of once or twice a step.
+
+    Args (a leading batch axis on each):
+        mean_pixels: `(B, 3)`, each image's mean pixel.
+        factors: `(B, 3)`, the factors of brightness, contrast and saturation.
+        order: `(B, 3, 3)`, one-hot: `order[b, position]` is the step applied at that position.
+        shift: `(B, 3)`, added after the jitter.
+        einsum: the backend's. The rest is arithmetic, so the same code composes the
+            maps per image in a tf.data pipeline and per batch in a training step on any
+            backend (`keras_resnext.color_augmentation`).
+
+    Returns:
+        `(matrix (B, 3, 3), offset (B, 3))`.
     """
-    factors, order = jitter_draws(seed, strengths)
-    luma = tf.constant(GRAY_WEIGHTS)
-    matrix, offset = tf.eye(3), tf.zeros([3])
+    luma, eye = np.asarray(GRAY_WEIGHTS, "float32"), np.eye(3, dtype="float32")
+    to_luma = luma[:, None] * np.ones((1, 3), "float32")  # pixel @ to_luma: every channel the pixel's luma
+    matrix, offset = eye + 0.0 * factors[:, :, None], 0.0 * mean_pixels  # identities, batched
     for position in range(3):
-        which = order[position]
-        factor = tf.gather(factors, which)
-        mean_luma = tf.tensordot(tf.linalg.matvec(matrix, mean_pixel, transpose_a=True) + offset, luma, 1)
-        step = factor * tf.eye(3) + tf.cast(which == 2, tf.float32) * (1.0 - factor) * luma[:, None] * tf.ones([1, 3])
-        shift = tf.cast(which == 1, tf.float32) * (1.0 - factor) * mean_luma * tf.ones([3])
-        matrix, offset = matrix @ step, tf.linalg.matvec(step, offset, transpose_a=True) + shift
-    return matrix, offset
+        step_kind = order[:, position]  # (B, 3): brightness, contrast or saturation
+        factor = einsum("bk,bk->b", step_kind, factors)[:, None, None]
+        mean_luma = einsum("bc,c->b", einsum("bc,bcd->bd", mean_pixels, matrix) + offset, luma)
+        step = factor * eye + step_kind[:, 2, None, None] * (1.0 - factor) * to_luma
+        contrast = step_kind[:, 1] * (1.0 - factor[:, 0, 0]) * mean_luma
+        matrix, offset = einsum("bij,bjk->bik", matrix, step), einsum("bc,bcd->bd", offset, step) + contrast[:, None]
+    return matrix, offset + shift
 
 
 def jitter_draws(seed, strengths=(0.4, 0.4, 0.4)):

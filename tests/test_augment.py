@@ -61,3 +61,42 @@ def test_the_draws_are_spread_as_the_reference_draws_them():
     counts = np.array([orders.count(o) for o in set(orders)])
     assert len(counts) == 6 and np.abs(counts / 3000 - 1 / 6).max() < 0.025
     assert np.abs(alphas.mean(0)).max() < 0.008 and np.abs(alphas.std(0) - 0.1).max() < 0.005
+
+
+@pytest.mark.portable
+def test_the_colour_on_the_device_is_the_hosts_for_the_same_draws():
+    """`PaperColorAugmentation` (a Keras layer, any backend) computes what the host pipeline's `paper_color` does for
+    each image's draws; outside training it passes the pixels through."""
+    import keras
+
+    from keras_resnext.color_augmentation import PaperColorAugmentation, jitter_and_light
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 20, 30, 3)).astype("float32")
+    seeds = [tf.constant([i, 3], tf.int64) for i in range(6)]
+    factors, order = (np.stack([d[k].numpy() for d in map(augment.jitter_draws, seeds)]) for k in (0, 1))
+    alpha = np.stack([augment.lighting_draws(s).numpy() for s in seeds])
+    expected = np.stack([augment.paper_color(tf.constant(x), s).numpy() for x, s in zip(images, seeds)])
+    one_hot = np.eye(3, dtype="float32")[order]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(jitter_and_light(images, factors, one_hot, alpha)),
+                               expected, rtol=0, atol=2e-3)
+    layer = PaperColorAugmentation(seed=1)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(images.astype("uint8"))), images)
+    assert not np.allclose(keras.ops.convert_to_numpy(layer(images, training=True)), images)
+
+
+@pytest.mark.portable
+def test_the_colour_on_the_device_draws_as_the_reference_draws():
+    """The layer's draws over 3,000 images: factors uniform in [0.6, 1.4], every order equally likely, alpha N(0, 0.1)."""
+    import keras
+
+    from keras_resnext.color_augmentation import PaperColorAugmentation
+
+    factors, order, alpha = (keras.ops.convert_to_numpy(t) for t in PaperColorAugmentation(seed=2).draws(3000))
+    assert factors.min() >= 0.6 and factors.max() <= 1.4 and np.abs(factors.mean(0) - 1).max() < 0.02
+    assert np.abs(factors.std(0) - 0.8 / np.sqrt(12)).max() < 0.01
+    assert np.array_equal(order.sum(1), np.ones((3000, 3))) and np.array_equal(order.sum(2), np.ones((3000, 3)))
+    orders = [tuple(o) for o in order.argmax(-1)]
+    counts = np.array([orders.count(o) for o in set(orders)])
+    assert len(counts) == 6 and np.abs(counts / 3000 - 1 / 6).max() < 0.025
+    assert np.abs(alpha.mean(0)).max() < 0.008 and np.abs(alpha.std(0) - 0.1).max() < 0.005
