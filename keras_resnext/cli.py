@@ -13,7 +13,8 @@ import warnings
 
 from keras_resnext import config, startup
 from keras_resnext.config import (
-    DATASETS, INFERENCE_PRECISIONS, INT8_ENGINES, OPTIMIZERS, OUTPUT_STRIDES, RECIPES, STEMS, STRATEGIES, TUNERS,
+    COLOR_PLACES, DATASETS, INFERENCE_PRECISIONS, INT8_ENGINES, OPTIMIZERS, OUTPUT_STRIDES, RECIPES, STEMS, STRATEGIES,
+    TUNERS,
 )
 
 
@@ -96,15 +97,16 @@ def progress_verbosity():
 
 
 def cmd_train(args):
-    from keras_resnext import jobs
+    from keras_resnext import jobs, recipes
 
+    recipe = recipes.named(args.recipe, schedule=args.schedule, label_smoothing=args.label_smoothing,
+                           optimizer=args.optimizer, color=args.color_augmentation)
     metrics = jobs.train(
         model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
         output=args.output, weights=args.weights, data_dir=args.data_dir, download=args.download,
-        strategy=args.strategy, precision=args.precision, seed=args.seed, schedule=args.schedule,
-        label_smoothing=args.label_smoothing, val_split=args.val_split, strict=args.strict,
-        class_weight=args.class_weight, image_size=args.image_size, freeze_epochs=args.freeze_epochs,
-        overwrite=args.overwrite, optimizer=args.optimizer, data_service=args.data_service, recipe=args.recipe,
+        strategy=args.strategy, precision=args.precision, seed=args.seed, val_split=args.val_split,
+        strict=args.strict, class_weight=args.class_weight, image_size=args.image_size,
+        freeze_epochs=args.freeze_epochs, overwrite=args.overwrite, data_service=args.data_service, recipe=recipe,
         verbose=progress_verbosity(),
     )
     if "test_accuracy" not in metrics:  # another process of a JAX run spanning processes
@@ -319,6 +321,10 @@ def _train_parser(sub):
                    help="paper: the paper's SGD step (PyTorch's: nesterov, weight decay in the gradient of every "
                         "parameter); decoupled: Keras' SGD, decoupled weight decay on kernels only")
     p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--color-augmentation", default="auto", choices=COLOR_PLACES,
+                   help="the paper recipe's color jitter and PCA lighting of ImageNet-style images: in the input "
+                        "pipeline (host), in the training step after the batch crossed (device), or auto: the "
+                        "device when it is a GPU or TPU, else the host")
     p.add_argument("--image-size", type=positive_int, default=None, help="training image side (default: the data set's)")
     p.add_argument("--freeze-epochs", type=int, default=None,
                    help="fine-tuning: epochs with the backbone frozen before training all layers "

@@ -27,6 +27,7 @@ TUNERS = ("random", "bayesian", "grid", "hyperband")
 OPTIMIZERS = ("paper", "decoupled")
 STRATEGIES = ("auto", "one", "mirrored", "multiworker", "tpu")
 RECIPES = ("paper", "torchvision")  # `train --recipe`: the paper's, or the one behind torchvision's v2 weights
+COLOR_PLACES = ("auto", "host", "device")  # where the paper recipe's colour augmentation runs (`--color-augmentation`)
 DATASETS = ("digits", "cifar10", "cifar100", "imagenet2012", "folder:<root>")
 
 # Each named model is a config; `keras_resnext.ResNeXt` builds any of them (timm's pattern).

@@ -1,36 +1,16 @@
 """Fitting a model with a recipe: the one code path that `train` and `tune` share.
 
 A recipe is `recipe(steps_per_epoch, epochs=..., batch_size=...)`, returning
-`(optimizer, loss)` or `(optimizer, loss, training.RecipeData)` (`recipe_for` makes
-the named ones). `fit` compiles a model with it and fits it as `train` does: the
-training set read as one stream, the recipe's batch mixing and EMA applied, so a
+`(optimizer, loss)` or `(optimizer, loss, training.RecipeData)`
+(`keras_resnext.recipes.Recipe.for_data` makes one of a recipe object). `fit` compiles
+a model with it and fits it as `train` does: the training set read as one stream, the
+recipe's batch mixing, colour augmentation on the device and EMA applied, so a
 candidate of a search is trained exactly as a run of `train` would train it.
 """
 
 import contextlib
-import functools
 
 from keras_resnext import training
-
-
-def recipe_for(name, image_size, num_examples, schedule="step", label_smoothing=0.0, optimizer="paper",
-               augment_repeats=1):
-    """`(recipe, settings)` of a named recipe: the callable `fit` takes, and what metrics.json records.
-
-    `"paper"`: `training.imagenet_recipe` from 128 px up, `training.cifar_recipe` below,
-    with `schedule`, `label_smoothing` and `optimizer`. `"torchvision"`:
-    `training.torchvision_recipe` (label smoothing 0.1 unless given), whose settings are
-    known once it is made (None here: `RecipeData.settings` has them).
-    """
-    if name == "torchvision":
-        return functools.partial(training.torchvision_recipe, num_examples=max(num_examples, 1),
-                                 label_smoothing=label_smoothing or 0.1, augment_repeats=augment_repeats), None
-    imagenet = image_size >= 128
-    settings = dict(name="paper", optimizer=optimizer, schedule=schedule, base_lr=0.1,
-                    per_batch=256 if imagenet else 128, weight_decay=1e-4 if imagenet else 5e-4, momentum=0.9,
-                    label_smoothing=label_smoothing, augmentation="paper")
-    recipe = training.imagenet_recipe if imagenet else training.cifar_recipe
-    return functools.partial(recipe, schedule=schedule, label_smoothing=label_smoothing, optimizer=optimizer), settings
 
 
 def fit(net, recipe, train_ds, *, epochs, steps_per_epoch, batch_size, num_classes, seed=None, initial_epoch=0,
@@ -60,19 +40,32 @@ def fit(net, recipe, train_ds, *, epochs, steps_per_epoch, batch_size, num_class
         if frozen is not None:
             training.set_backbone_trainable(net, not frozen)
         optimizer, loss, *data = recipe(steps_per_epoch, epochs=epochs - initial_epoch, batch_size=batch_size)
-        net.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
-    recipe_data = data[0] if data else None
+        recipe_data = data[0] if data else None
+        trainer = _trainer(net, recipe_data, seed)
+        trainer.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+        if trainer is not net:  # net evaluates and saves as if it had trained alone
+            net.compile(optimizer=trainer.optimizer, loss=loss, metrics=["accuracy"])
     ema = recipe_data.ema if recipe_data is not None else None
     callbacks = callbacks(ema=ema) if callable(callbacks) else [*callbacks, *([ema] if ema is not None else [])]
     if recipe_data is not None and recipe_data.mixes:
         train_ds = recipe_data.mix(train_ds, num_classes, seed)
-    history = net.fit(**one_stream(train_ds, recipe_data.augment_repeats if recipe_data else 1),
-                      validation_data=validation_data, initial_epoch=initial_epoch, epochs=epochs,
-                      class_weight=class_weight, verbose=verbose, callbacks=callbacks,
-                      shuffle=False)  # the pipeline shuffles; Keras would only warn that it ignores this
+    history = trainer.fit(**one_stream(train_ds, recipe_data.augment_repeats if recipe_data else 1),
+                          validation_data=validation_data, initial_epoch=initial_epoch, epochs=epochs,
+                          class_weight=class_weight, verbose=verbose, callbacks=callbacks,
+                          shuffle=False)  # the pipeline shuffles; Keras would only warn that it ignores this
     if apply_ema and ema is not None:
-        ema.apply(net)
+        ema.apply(trainer)  # the model it averaged: net's weights, and the colour layer's seed if any
     return history, recipe_data
+
+
+def _trainer(net, recipe_data, seed):
+    """The model `fit` trains: `net`, or with the paper's colour augmentation on the device, `net` behind it
+    (`color_augmentation.with_color_on_device`)."""
+    if recipe_data is None or not recipe_data.color_on_device:
+        return net
+    from keras_resnext.color_augmentation import with_color_on_device
+
+    return with_color_on_device(net, seed)
 
 
 def one_stream(dataset, augment_repeats=1):

@@ -12,8 +12,8 @@ import warnings
 import keras
 import numpy as np
 
-from keras_resnext import data, distribute, files, fitting, int8, models, plots, run_folder, training
-from keras_resnext.config import OPTIMIZERS, RECIPES, check_choice, eval_split, positive_int
+from keras_resnext import data, distribute, files, fitting, int8, models, plots, recipes, run_folder, training
+from keras_resnext.config import eval_split, positive_int
 from keras_resnext.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD, imagenet_class_names
 from keras_resnext.inference import inference_model
 from keras_resnext.weights import registry as weights_registry
@@ -81,11 +81,14 @@ def train(
     `epochs`. By default 1 epoch is frozen, none in a 1-epoch run; `freeze_epochs=0`
     trains everything from the start.
 
-    `recipe` is `"paper"` (the paper's: `training.imagenet_recipe` from 128 px up,
-    `training.cifar_recipe` below, with `schedule`, `label_smoothing` and `optimizer`,
-    and the paper's augmentation) or `"torchvision"` (`training.torchvision_recipe`,
-    the recipe behind torchvision's v2 weights: its EMA is what is evaluated and saved).
-    metrics.json records it with its values. `optimizer` is the paper recipe's
+    `recipe` is a `keras_resnext.recipes.Recipe` (say
+    `recipes.TorchvisionRecipe(mixup_alpha=0.8)`, or a user's own), or a name:
+    `"paper"` (`recipes.PaperRecipe`: the paper's optimizer, schedule and augmentation,
+    with `schedule`, `label_smoothing` and `optimizer`) or `"torchvision"`
+    (`recipes.TorchvisionRecipe`, the recipe behind torchvision's v2 weights: its EMA is
+    what is evaluated and saved). A recipe object carries its own settings: `schedule`,
+    `label_smoothing` and `optimizer` stay at their defaults beside it. metrics.json
+    records the recipe with its values. `optimizer` is the paper recipe's
     (`training.sgd`): `"paper"`, the paper's step, or `"decoupled"`, Keras' SGD with
     decoupled weight decay.
 
@@ -103,7 +106,8 @@ def train(
     (the loss became NaN: `RunDiverged` is raised) or "failed" (with the error).
     A completed run folder is reported, not trained again, unless `overwrite`.
     """
-    epochs, batch_size = _checked_arguments(dataset, epochs, batch_size, optimizer, recipe)
+    recipe = recipes.resolve(recipe, schedule=schedule, label_smoothing=label_smoothing, optimizer=optimizer)
+    epochs, batch_size = _checked_arguments(dataset, epochs, batch_size)
     run_dir = distribute.process_folder(output or _default_output(model, dataset))
     # Only the process that writes the folder clears it: another would clear what process 0 is writing.
     if (finished := run_folder.previous_run(run_dir, overwrite, clear=distribute.is_chief())) is not None:
@@ -114,17 +118,16 @@ def train(
     recipe_inputs = _recipe_data_options(recipe, dataset, model, weights)
     train_ds, test_ds, info, global_batch = _fitting_batches(dataset, batch_size * strat.num_replicas_in_sync, dict(
         image_size=_image_size(image_size, model, dataset), seed=seed, data_dir=data_dir, download=download,
-        val_split=val_split, strict=strict, one_hot=bool(label_smoothing) or recipe == "torchvision",
-        dtype="uint8", data_service=data_service, **recipe_inputs))
+        val_split=val_split, strict=strict, one_hot=recipe.one_hot_labels, dtype="uint8", data_service=data_service,
+        **recipe_inputs))
     finetuning, phases = _finetuning_phases(weights, info, epochs, freeze_epochs)
-    recipe, settings = fitting.recipe_for(recipe, info.image_size, info.num_examples, schedule, label_smoothing,
-                                          optimizer, recipe_inputs["augment_repeats"])
     net = _build_for_run(strat, model, info, weights, any_size=bool(recipe_inputs["train_size"]))
     options = dict(phases=phases, verbose=verbose, class_weight=_class_weights(info, class_weight), seed=seed,
                    precise_bn=finetuning, writes=distribute.writes_files(strat))
-    recorded = dict(dataset=dataset, strategy=strategy, class_weight=class_weight, optimizer=optimizer,
-                    data_service=data_service, recipe=settings)
-    return _run(net, strat, recipe, global_batch, train_ds, test_ds, info, run_dir, options, recorded)
+    recorded = dict(dataset=dataset, strategy=strategy, class_weight=class_weight,
+                    optimizer=getattr(recipe, "optimizer", None), data_service=data_service)
+    return _run(net, strat, recipe.for_data(info.image_size, info.num_examples, dataset), global_batch, train_ds,
+                test_ds, info, run_dir, options, recorded)
 
 
 def _run(net, strat, recipe, global_batch, train_ds, test_ds, info, run_dir, options, recorded):
@@ -136,33 +139,23 @@ def _run(net, strat, recipe, global_batch, train_ds, test_ds, info, run_dir, opt
         net, metrics = _fit_phases(net, strat, recipe, global_batch, train_ds, test_ds, info, run_dir, options)
         if not writes:  # another process of a JAX run: process 0 evaluates and writes
             return metrics
-        metrics.update(recorded, recipe=metrics.get("recipe") or recorded["recipe"])
+        metrics.update(recorded)
         with distribute.once_trained(strat):
             _write_run(run_dir, net, metrics)
     return metrics
 
 
-def _checked_arguments(dataset, epochs, batch_size, optimizer, recipe):
+def _checked_arguments(dataset, epochs, batch_size):
     """`(epochs, batch_size)` of a run, checked (epochs by default the data set's); a ValueError for bad ones."""
-    check_choice("optimizer", optimizer, OPTIMIZERS)
-    check_choice("recipe", recipe, RECIPES)
     epochs = DEFAULT_EPOCHS.get(dataset, 90) if epochs is None else positive_int("epochs", epochs)
     return epochs, positive_int("batch_size", batch_size)
 
 
 def _recipe_data_options(recipe, dataset, model, weights):
-    """What the recipe asks of the data: its augmentation, the copies of each image in a batch (torchvision's
-    repeated augmentation), the training size (None: the evaluation's) and the evaluation crop.
-
-    torchvision's recipe from scratch on imagenet2012 trains at 176 px and evaluates at
-    224 after a resize to 232 (its references' values); otherwise a run trains at the
-    evaluation's size, with the crop of its pretrained weights or ImageNet's 0.875.
-    """
-    torchvision = recipe == "torchvision"
-    options = dict(augmentation=recipe, augment_repeats=training.TORCHVISION_AUGMENT_REPEATS if torchvision else 1)
-    if torchvision and dataset == "imagenet2012" and weights is None:
-        return dict(options, train_size=176, crop_pct=224 / 232)
-    return dict(options, train_size=None, crop_pct=eval_crop(model, weights))
+    """What the recipe asks of the data (`Recipe.data_options`), the evaluation crop by default that of the
+    model's pretrained weights, or ImageNet's 0.875."""
+    options = recipe.data_options(dataset, weights)
+    return dict(options, crop_pct=options["crop_pct"] or eval_crop(model, weights))
 
 
 def _build_for_run(strat, model, info, weights, any_size=False):
@@ -652,14 +645,14 @@ def tune(dataset="digits", budget="20M", max_trials=3, epochs=1, output="tune-ru
     """
     from keras_resnext import tuning  # keras-tuner is imported only by the jobs that search
 
-    repeats, epochs = _checked_search_arguments(recipe, repeats, epochs, max_latency_ms)
+    recipe = recipes.resolve(recipe, schedule=schedule, label_smoothing=label_smoothing, optimizer=optimizer)
+    repeats, epochs = _checked_search_arguments(repeats, epochs, max_latency_ms)
     keras.utils.set_random_seed(seed)
     precision = training.set_precision(precision)
     options = dict(_recipe_data_options(recipe, dataset, "default", None), train_size=None)  # one size searched
     train_for_seed, validation, test, info, splits = _search_data(dataset, batch_size, image_size, seed, data_dir,
-                                                                  download, val_split, options, label_smoothing)
-    recipe_fn, settings = fitting.recipe_for(recipe, info.image_size, splits["train"], schedule, label_smoothing,
-                                             optimizer, options["augment_repeats"])
+                                                                  download, val_split, options, recipe.one_hot_labels)
+    recipe_fn = recipe.for_data(info.image_size, splits["train"], dataset)
     hypermodel = _budget_hypermodel(budget, info, cardinalities, depth_options, stem, tolerance)
     costs = _costs_before_training(hypermodel, batch_size, max_latency_ms, output)
     search = tuning.make_tuner(tuner, hypermodel, directory=os.path.join(output, "tuner"), max_trials=max_trials,
@@ -673,7 +666,7 @@ def tune(dataset="digits", budget="20M", max_trials=3, epochs=1, output="tune-ru
     return _report_search(search, hypermodel, costs, test, output, dict(
         budget_macs=hypermodel.budget_macs, dataset=dataset, selected_on="validation", splits=splits, repeats=repeats,
         seeds=list(range(seed, seed + repeats)), precision=precision, epochs=epochs,
-        recipe=settings or recipe_fn(1, epochs=epochs, batch_size=batch_size)[2].settings,
+        recipe=recipe_fn(1, epochs=epochs, batch_size=batch_size)[2].settings,
         search_seconds=round(time.perf_counter() - searching, 2)))
 
 
@@ -688,9 +681,8 @@ def _budget_hypermodel(budget, info, cardinalities, depth_options, stem, toleran
                                     include_preprocessing=(info.mean, info.std))
 
 
-def _checked_search_arguments(recipe, repeats, epochs, max_latency_ms):
+def _checked_search_arguments(repeats, epochs, max_latency_ms):
     """`(repeats, epochs)` of a search, checked; a ValueError for bad ones."""
-    check_choice("recipe", recipe, RECIPES)
     if max_latency_ms is not None and not max_latency_ms > 0:
         raise ValueError(f"`max_latency_ms` must be a positive number of milliseconds; received {max_latency_ms!r}.")
     return positive_int("repeats", repeats), positive_int("epochs", epochs)
@@ -740,7 +732,7 @@ def _search_worker():
     return os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief"
 
 
-def _search_data(dataset, batch_size, image_size, seed, data_dir, download, val_split, options, label_smoothing):
+def _search_data(dataset, batch_size, image_size, seed, data_dir, download, val_split, options, one_hot):
     """A search's three splits: `(training data for a seed, held-out validation, test, info, split sizes)`.
 
     The held-out part is the same for every seed (split by `seed`); each seed draws
@@ -751,8 +743,6 @@ def _search_data(dataset, batch_size, image_size, seed, data_dir, download, val_
                          f"the batch size must be a multiple of it; received {batch_size}.")
     common = dict(data_dir=data_dir, download=download, image_size=image_size, cache=dataset == "digits",
                   split_seed=seed, crop_pct=options["crop_pct"], dtype="uint8")
-    one_hot = bool(label_smoothing) or options["augmentation"] == "torchvision"
-
     def labelled(ds, classes):
         return ds.map(lambda x, y: (x, keras.ops.one_hot(y, classes))) if one_hot else ds
 

@@ -125,7 +125,8 @@ TORCHVISION_AUGMENT_REPEATS = 4
 
 @dataclasses.dataclass
 class RecipeData:
-    """What `torchvision_recipe` asks of the data and of `fit` besides its optimizer and loss.
+    """What a recipe (`torchvision_recipe`, a `keras_resnext.recipes.Recipe`) asks of the data and of `fit` besides
+    its optimizer and loss.
 
     Attributes:
         augmentation: `load_dataset`'s per-image augmentation (`"torchvision"`:
@@ -138,6 +139,8 @@ class RecipeData:
         augment_repeats: `load_dataset`'s repeated augmentation (torchvision's
             `--ra-sampler --ra-reps 4`): every image of a batch that many times, each copy
             augmented anew; an epoch is then `1 / augment_repeats` of a pass.
+        color_on_device: the paper's colour augmentation runs in the training step
+            (`keras_resnext.color_augmentation`), not in the data pipeline.
     """
 
     augmentation: str
@@ -146,6 +149,7 @@ class RecipeData:
     ema: object
     settings: dict
     augment_repeats: int = 1
+    color_on_device: bool = False
 
     @property
     def mixes(self):

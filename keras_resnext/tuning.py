@@ -414,8 +414,10 @@ def validation_results(model, dataset):
 
 
 def default_recipe(image_size):
-    """`train`'s default recipe for images of `image_size`: the paper's (`fitting.recipe_for("paper", ...)`)."""
-    return fitting.recipe_for("paper", image_size, 0)[0]
+    """`train`'s default recipe for images of `image_size`: the paper's (`recipes.PaperRecipe`)."""
+    from keras_resnext import recipes
+
+    return recipes.PaperRecipe().for_data(image_size, 0)
 
 
 class _HyperbandTuner(keras_tuner.Hyperband, SeededSearch):

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from helpers import FIXTURES, command, log_rows
-from keras_resnext import augment, ema, training
+from keras_resnext import augment, ema, recipes, training
 from keras_resnext.optimizers import EpochWarmupCosine
 
 REFERENCE = np.load(FIXTURES / "torchvision_recipe.npz")
@@ -209,7 +209,7 @@ def test_torchvisions_recipe_on_imagenet_trains_at_176_and_evaluates_at_224_afte
     from keras_resnext import jobs
 
     with tfds.testing.mock_data(num_examples=8):
-        options = jobs._recipe_data_options("torchvision", "imagenet2012", "default", None)
+        options = jobs._recipe_data_options(recipes.TorchvisionRecipe(), "imagenet2012", "default", None)
         train, test, info = jobs._train_and_test_data("imagenet2012", 4, None, 0, None, True, one_hot=True,
                                                       dtype="uint8", **options)
         assert next(iter(train))[0].shape == (4, 176, 176, 3) and next(iter(test))[0].shape == (4, 224, 224, 3)
@@ -254,3 +254,60 @@ def test_the_batches_fitted_follow_the_recipes_own_mixup_and_cutmix():
             assert soft.any(axis=1).mean() > 0.8 and (soft.sum(axis=1) <= 2).all()
         else:  # CutMix only
             assert soft.any()
+
+
+def test_train_fits_on_batches_that_follow_a_users_recipe_object_and_records_that_object(tmp_path, monkeypatch):
+    """`kr.jobs.train(recipe=TorchvisionRecipe(mixup_alpha=0.8, cutmix_alpha=0))`: the batches Keras' fit is given
+    are MixUp's alone, and metrics.json's recipe holds the object's values."""
+    from keras_resnext import jobs
+
+    given = {}
+    fit = keras.Model.fit
+
+    def spy(self, *args, **kwargs):
+        given.setdefault("x", kwargs["x"])
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", spy)
+    recipe = recipes.TorchvisionRecipe(mixup_alpha=0.8, cutmix_alpha=0.0, augment_repeats=1)
+    metrics = jobs.train(recipe=recipe, epochs=1, output=str(tmp_path / "run"), verbose=0, precision="float32")
+    assert (metrics["recipe"]["mixup_alpha"], metrics["recipe"]["cutmix_alpha"]) == (0.8, 0.0)
+    labels = np.concatenate([y for _, y in given["x"].take(4).as_numpy_iterator()])
+    soft = (labels > 0) & (labels < 1)
+    # MixUp blends every image with its neighbour: soft labels on two classes unless both are one class; CutMix's
+    # box would leave some images whole. With the defaults (0.2, 1.0) half the batches were CutMix's.
+    assert soft.any(axis=1).mean() > 0.8 and (soft.sum(axis=1) <= 2).all()
+    with pytest.raises(ValueError, match="schedule belong to the recipe object"):
+        jobs.train(recipe=recipe, schedule="cosine", output=str(tmp_path / "other"))
+
+
+def test_the_paper_recipe_says_where_its_colour_runs():
+    """On the host in the tf.data pipeline, or on the device in the training step (then the host only crops and
+    flips); `auto` is the device with an accelerator, the host on a CPU alone; small images have none."""
+    device, host, auto = (recipes.PaperRecipe(color=c) for c in ("device", "host", "auto"))
+    assert device.data_options("folder:/x")["augmentation"] == "crop_flip"
+    assert host.data_options("folder:/x")["augmentation"] == "paper"
+    assert device.for_data(224, 100, "folder:/x")(10, epochs=1, batch_size=8)[2].color_on_device
+    assert not host.for_data(224, 100, "folder:/x")(10, epochs=1, batch_size=8)[2].color_on_device
+    from keras_resnext import devices
+
+    assert auto.color_place("imagenet2012") == ("device" if devices.accelerator() else "host")
+    assert device.color_place("digits") is None and device.data_options("digits")["augmentation"] == "paper"
+    with pytest.raises(ValueError, match="color"):
+        recipes.PaperRecipe(color="gpu")
+
+
+@pytest.mark.slow
+def test_train_with_the_colour_on_the_device_records_it_and_saves_a_model_without_it(tmp_path):
+    from helpers import colour_folder
+
+    folder = colour_folder(tmp_path / "pictures")
+    run = tmp_path / "run"
+    train = ["train", "--dataset", f"folder:{folder}", "--image-size", "32", "--epochs", "2",
+             "--color-augmentation", "device", "--output", run]
+    result = command(*train)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["recipe"]["color_augmentation"] == "device"
+    model = keras.models.load_model(run / "model.keras")
+    assert not any(type(layer).__name__ == "PaperColorAugmentation" for layer in model._flatten_layers())

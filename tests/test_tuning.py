@@ -123,14 +123,14 @@ def test_a_searched_candidate_ends_with_the_weights_fitting_fit_gives_it(tmp_pat
     """The search trains as `train` does: one function, `fitting.fit`, with the same data, seed and recipe."""
     import keras
 
-    from keras_resnext import data, fitting
+    from keras_resnext import data, fitting, recipes
 
     def train_for_seed(seed):
         return data.load_dataset("digits", "train", holdout=0.1, batch_size=64, seed=seed, cache=True,
                                  dtype="uint8")[0]
 
     validation, _ = data.load_dataset("digits", "holdout", holdout=0.1, batch_size=128, dtype="uint8")
-    recipe, _ = fitting.recipe_for("paper", 32, 1293, schedule="cosine")
+    recipe = recipes.PaperRecipe(schedule="cosine").for_data(32, 1293, "digits")
     hypermodel = tuning.ResNeXtHyperModel(20_000_000, (32, 32, 3), 10, cardinalities=(4,),
                                           include_preprocessing=True)
     search = tuning.make_tuner("grid", hypermodel, directory=str(tmp_path), max_trials=1, seed=3, recipe=recipe)
