@@ -47,7 +47,7 @@ def color_jitter(image, seed, brightness=0.4, contrast=0.4, saturation=0.4):
     contrast with the mean luma of the image as it is at that point, saturation with each
     pixel's luma (transforms.lua's `blend`: `factor * image + (1 - factor) * other`).
     """
-    matrix, offset = _jitter(tf.reduce_mean(image, axis=[0, 1]), seed, (brightness, contrast, saturation))
+    matrix, offset = _jitter(mean_pixel(image), seed, (brightness, contrast, saturation))
     return _apply(image, matrix, offset)
 
 
@@ -61,49 +61,59 @@ def lighting(image, seed, alphastd=0.1):
 
 def paper_color(image, seed):
     """`lighting(color_jitter(image))` with the paper's strengths, in one pass over the image."""
-    matrix, offset = _jitter(tf.reduce_mean(image, axis=[0, 1]), seed, (0.4, 0.4, 0.4))
+    matrix, offset = _jitter(mean_pixel(image), seed, (0.4, 0.4, 0.4))
     return _apply(image, matrix, offset + _lighting_shift(seed, 0.1))
 
 
-def _jitter(mean_pixel, seed, strengths):
+def mean_pixel(image):
+    """The mean pixel of an `(H, W, 3)` image: each row's column means first (contiguous, 30x faster on a CPU than
+    one reduction over both axes, which strides over a 3-wide last axis)."""
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    return tf.reduce_mean(tf.reshape(tf.reduce_mean(tf.reshape(image, [height, -1]), 0), [width, 3]), 0)
+
+
+def _jitter(mean, seed, strengths):
     """ColorJitter as one affine map of the colours, `pixel @ matrix + offset` (see `color_maps`)."""
     factors, order = jitter_draws(seed, strengths)
-    matrix, offset = color_maps(mean_pixel[None], factors[None], tf.one_hot(order, 3)[None], tf.zeros([1, 3]),
-                                tf.einsum)
+    matrix, offset = color_maps(mean[None], factors[None], tf.one_hot(order, 3)[None], tf.zeros([1, 3]))
     return matrix[0], offset[0]
 
 
-def color_maps(mean_pixels, factors, order, shift, einsum):
+def color_maps(mean_pixels, factors, order, shift):
     """ColorJitter, then a colour shift (Lighting's), as one affine map per image, `pixel @ matrix + offset`.
 
-    Every step is one: brightness `a I`; saturation `a I + (1 - a) w 1'` (w the luma
-    weights); contrast `a I` plus `(1 - a)` times the mean luma, which is that of the
-    mean pixel as the steps before left it. Composed on 3x3 matrices, the image is read
-    once instead of once or twice a step.
+    Every step maps a pixel `x` to `a x + b g(x) 1 + c 1` (g: the luma, its weights
+    summing to 1): brightness scales all three; saturation blends with g(x); contrast
+    blends with the mean luma of the image as the steps before left it, which is
+    `(a + b) G + c` for the image's own mean luma G. Composed in that form, the map is
+    `a I + b w 1'` (w the luma weights) and `k G 1` plus the shift, from three numbers
+    per image: a few dozen scalar operations, and the image is read once.
 
     Args (a leading batch axis on each):
         mean_pixels: `(B, 3)`, each image's mean pixel.
         factors: `(B, 3)`, the factors of brightness, contrast and saturation.
         order: `(B, 3, 3)`, one-hot: `order[b, position]` is the step applied at that position.
         shift: `(B, 3)`, added after the jitter.
-        einsum: the backend's. The rest is arithmetic, so the same code composes the
-            maps per image in a tf.data pipeline and per batch in a training step on any
-            backend (`keras_resnext.color_augmentation`).
+
+    Only arithmetic: the same code composes the maps per image in a tf.data pipeline
+    and per batch in a training step on any backend (`keras_resnext.color_augmentation`).
 
     Returns:
         `(matrix (B, 3, 3), offset (B, 3))`.
     """
-    luma, eye = np.asarray(GRAY_WEIGHTS, "float32"), np.eye(3, dtype="float32")
-    to_luma = luma[:, None] * np.ones((1, 3), "float32")  # pixel @ to_luma: every channel the pixel's luma
-    matrix, offset = eye + 0.0 * factors[:, :, None], 0.0 * mean_pixels  # identities, batched
+    luma = GRAY_WEIGHTS
+    a = 1.0 + 0.0 * factors[:, 0]
+    b, k = 0.0 * a, 0.0 * a
     for position in range(3):
-        step_kind = order[:, position]  # (B, 3): brightness, contrast or saturation
-        factor = einsum("bk,bk->b", step_kind, factors)[:, None, None]
-        mean_luma = einsum("bc,c->b", einsum("bc,bcd->bd", mean_pixels, matrix) + offset, luma)
-        step = factor * eye + step_kind[:, 2, None, None] * (1.0 - factor) * to_luma
-        contrast = step_kind[:, 1] * (1.0 - factor[:, 0, 0]) * mean_luma
-        matrix, offset = einsum("bij,bjk->bik", matrix, step), einsum("bc,bcd->bd", offset, step) + contrast[:, None]
-    return matrix, offset + shift
+        kind = order[:, position]  # (B, 3): brightness, contrast or saturation
+        contrast, saturation = kind[:, 1], kind[:, 2]
+        f = kind[:, 0] * factors[:, 0] + contrast * factors[:, 1] + saturation * factors[:, 2]
+        a, b, k = (f * a, f * b + saturation * (1.0 - f) * (a + b),
+                   (f + saturation * (1.0 - f)) * k + contrast * (1.0 - f) * (a + b + k))
+    mean_luma = luma[0] * mean_pixels[:, 0] + luma[1] * mean_pixels[:, 1] + luma[2] * mean_pixels[:, 2]
+    to_luma = np.asarray(luma, "float32")[:, None] * np.ones((1, 3), "float32")  # x @ to_luma = g(x) 1'
+    matrix = a[:, None, None] * np.eye(3, dtype="float32") + b[:, None, None] * to_luma
+    return matrix, (k * mean_luma)[:, None] + shift
 
 
 def jitter_draws(seed, strengths=(0.4, 0.4, 0.4)):
@@ -124,11 +134,9 @@ def _lighting_shift(seed, alphastd):
 
 
 def _apply(image, matrix, offset):
-    """`pixel @ matrix + offset` for every pixel: one matrix product, the offset added along whole rows
-    (TensorFlow's CPU kernels broadcast over a 3-wide last axis slowly)."""
-    height, width = tf.shape(image)[0], tf.shape(image)[1]
-    rows = tf.reshape(tf.reshape(image, [-1, 3]) @ matrix, [height, -1]) + tf.tile(offset, [width])
-    return tf.reshape(rows, [height, width, 3])
+    """`pixel @ matrix + offset` for every pixel: a 1x1 convolution and its bias (oneDNN's kernels; a matrix
+    product over 3-wide rows and a broadcast add over a 3-wide last axis were 1.5x slower)."""
+    return tf.nn.bias_add(tf.nn.conv2d(image[None], matrix[None, None], 1, "VALID"), offset)[0]
 
 
 # torchvision's TrivialAugmentWide: one of these ops per image, at one of 31 magnitudes (the wide ranges).

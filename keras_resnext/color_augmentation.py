@@ -67,7 +67,7 @@ def jitter_and_light(images, factors, order, alpha):
     (see `PaperColorAugmentation.draws`), in one pass over the pixels."""
     shift = 255.0 * keras.ops.einsum("bk,ck->bc", alpha * np.asarray(PCA_EIGENVALUES, "float32"),
                                      np.asarray(PCA_EIGENVECTORS, "float32"))
-    matrix, offset = color_maps(keras.ops.mean(images, axis=(1, 2)), factors, order, shift, keras.ops.einsum)
+    matrix, offset = color_maps(keras.ops.mean(images, axis=(1, 2)), factors, order, shift)
     return keras.ops.einsum("bhwc,bcd->bhwd", images, matrix) + offset[:, None, None, :]
 
 
