@@ -43,7 +43,7 @@ def export_batches(dataset, seed, path):
     """The training batches of each epoch and the test split of `seed`'s run, as the package makes them."""
     keras.utils.set_random_seed(seed)
     options = dict(image_size=JOB["image_size"], seed=seed, data_dir=None, download=False, val_split=0.2)
-    train_ds, test_ds, info, _ = jobs._fitting_batches(dataset, JOB["batch_size"], options)
+    train_ds, test_ds, info, _ = jobs.run_inputs._fitting_batches(dataset, JOB["batch_size"], options)
     epochs = [[(keras.ops.convert_to_numpy(x), keras.ops.convert_to_numpy(y)) for x, y in train_ds]
               for _ in range(JOB["epochs"])]
     test = [(keras.ops.convert_to_numpy(x), keras.ops.convert_to_numpy(y)) for x, y in test_ds]

@@ -209,8 +209,8 @@ def test_torchvisions_recipe_on_imagenet_trains_at_176_and_evaluates_at_224_afte
     from keras_resnext import jobs
 
     with tfds.testing.mock_data(num_examples=8):
-        options = jobs._recipe_data_options(recipes.TorchvisionRecipe(), "imagenet2012", "default", None)
-        train, test, info = jobs._train_and_test_data("imagenet2012", 4, None, 0, None, True, one_hot=True,
+        options = jobs.run_inputs._recipe_data_options(recipes.TorchvisionRecipe(), "imagenet2012", "default", None)
+        train, test, info = jobs.run_inputs._train_and_test_data("imagenet2012", 4, None, 0, None, True, one_hot=True,
                                                       dtype="uint8", **options)
         assert next(iter(train))[0].shape == (4, 176, 176, 3) and next(iter(test))[0].shape == (4, 224, 224, 3)
         assert info.image_size == 224
