@@ -30,8 +30,8 @@ __version__ = "0.1.0"
 
 # Imported on first use (kr.data, kr.tuning, ...): they pull in TensorFlow or keras-tuner,
 # which a user of the models alone on JAX or torch need not pay for (hub: the optional keras-hub).
-_LAZY_MODULES = ("augment", "color_augmentation", "cost", "data", "distribute", "ema", "export", "fitting", "hub",
-                 "jobs", "recipes", "search_report", "service", "training", "tuning")
+_LAZY_MODULES = ("augment", "color_augmentation", "cost", "data", "distribute", "ema", "evaluation_crop", "export",
+                 "fitting", "hub", "jobs", "recipes", "search_report", "service", "training", "tuning")
 
 __all__ = [
     "ResNeXt",

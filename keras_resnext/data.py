@@ -18,7 +18,6 @@ decode and a slice would give. Other formats are decoded whole, as for evaluatio
 
 import dataclasses
 import functools
-import math
 import os
 
 import numpy as np
@@ -27,6 +26,7 @@ import tensorflow as tf
 from keras_resnext import augment as augment_lib
 from keras_resnext import service
 from keras_resnext.config import DATASETS, check_choice, eval_split  # noqa: F401 (eval_split re-exported)
+from keras_resnext.evaluation_crop import EvaluationCrop
 from keras_resnext.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -138,8 +138,8 @@ def load_dataset(
     elif augment is not None:
         ds = ds.map(lambda image, label: (finish(_resize(image, info.image_size)), label), num_parallel_calls=AUTOTUNE)
     else:  # encoded images (see `_source`): decoded whole, for the exact evaluation transform
-        ds = ds.map(lambda data, label: (finish(_center_crop(decode(read(data)), info.image_size, crop_pct)), label),
-                    num_parallel_calls=AUTOTUNE)
+        crop = EvaluationCrop(info.image_size, crop_pct)
+        ds = ds.map(lambda data, label: (finish(crop(decode(read(data)))), label), num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
     if data_service is not None:
         ds = service.distribute(ds, data_service)
@@ -464,14 +464,3 @@ def _training_crop(data, size, seed, fused_jpeg=True):
     # to move, at most a rounding (1e-4) from flipping the float result.
     image = tf.image.stateless_random_flip_left_right(image, seed=seed[::-1])
     return tf.image.resize(image, (size, size), method="bilinear")
-
-
-def _center_crop(image, size, crop_pct):
-    """Evaluation: resize the shorter side to size / crop_pct, center-crop size x size."""
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    scale = math.floor(size / crop_pct) / tf.reduce_min(shape)
-    resized = tf.cast(tf.round(shape * scale), tf.int32)
-    image = tf.image.resize(tf.cast(image, tf.float32), resized, method="bilinear", antialias=True)
-    top = (resized[0] - size) // 2
-    left = (resized[1] - size) // 2
-    return tf.image.crop_to_bounding_box(image, top, left, size, size)

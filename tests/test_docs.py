@@ -14,8 +14,8 @@ ROOT = pathlib.Path(__file__).parent.parent
 API = ROOT / "docs" / "api"
 # The public modules the API reference documents, each with a `::: keras_resnext.<module>` somewhere.
 PUBLIC_MODULES = ("layers", "grouped_conv", "training", "recipes", "color_augmentation", "optimizers", "distribute",
-                  "jobs", "data", "folders", "tuning", "flops", "export", "inference", "int8", "weights", "explain",
-                  "devices", "config")
+                  "jobs", "data", "evaluation_crop", "folders", "tuning", "flops", "export", "inference", "int8",
+                  "weights", "explain", "devices", "config")
 
 
 def test_every_relative_link_of_the_pages_outside_the_site_leads_to_a_file():

@@ -199,3 +199,32 @@ class ResNeXtOnKerasHubsHarnessTest(test_case.TestCase):
             cls=ResNeXtImageClassifier, input_data=self.images,
             init_kwargs=dict(backbone=ResNeXtBackbone(**self.backbone_kwargs), num_classes=2),
         )
+
+
+def test_the_data_pipeline_the_eval_transform_and_the_converter_crop_alike(tiny_registry, tmp_path):
+    """One evaluation crop (`kr.evaluation_crop.EvaluationCrop`) behind the three: an image folder's test split, a
+    tag's `eval_transform` and its keras-hub converter give the same arrays on the same pictures (the crop is one
+    layer; they differ only by how each normalises, float32 rounding)."""
+    from PIL import Image
+
+    from keras_resnext import data
+
+    pictures = {"wide": raw_images(1, 150, 233, seed=1)[0], "tall": raw_images(1, 241, 170, seed=2)[0],
+                "square": raw_images(1, 231, 231, seed=3)[0]}
+    for split in ("train", "test"):
+        for name, picture in pictures.items():
+            os.makedirs(tmp_path / split / name, exist_ok=True)
+            Image.fromarray(picture).save(tmp_path / split / name / "0.png")  # lossless: the same pixels back
+    size, crop_pct = TINY_ENTRY["test_input_size"], TINY_ENTRY["test_crop_pct"]
+    assert TINY_ENTRY["interpolation"] == "bilinear" and crop_pct < 1
+    test, info = data.load_dataset(f"folder:{tmp_path}", "test", batch_size=3, image_size=size, crop_pct=crop_pct)
+    images, labels = next(iter(test))
+    pipeline = {info.class_names[label]: image for label, image in zip(labels.numpy(), images.numpy())}
+    transform = kr.weights.eval_transform("resnext_tiny", "test_in1k")
+    converter = ResNeXtImageConverter.from_preset(TAG)
+    for name, picture in pictures.items():
+        expected = keras.ops.convert_to_numpy(transform(picture[None].astype("float32")))[0]
+        assert expected.shape == (size, size, 3)
+        np.testing.assert_allclose(pipeline[name], expected, rtol=0, atol=2e-5)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(converter(picture[None]))[0], expected, rtol=0,
+                                   atol=2e-5)

@@ -68,3 +68,22 @@ def test_predict_feeds_each_model_what_it_takes(twins, tmp_path):
     for path in results[0]:
         (name, p), (name2, p2) = results[0][path][0], results[1][path][0]
         assert name == name2 and p == pytest.approx(p2, abs=1e-5)
+
+
+@pytest.mark.parametrize("height, width", [(150, 233), (241, 170), (231, 231), (232, 300)])
+def test_the_evaluation_crop_resizes_and_crops_as_torchvision(height, width):
+    """Shorter side to floor(224 / 0.875) = 256, the longer to int(256 * long / short), then the central 224 with
+    torchvision's offset (rounded half to even); the same with sizes known (eager) and unknown (a tf.data graph)."""
+    import tensorflow as tf
+
+    from keras_resnext.evaluation_crop import EvaluationCrop
+
+    crop = EvaluationCrop(224, 0.875)
+    short, long = min(height, width), max(height, width)
+    resized = (256, int(256 * long / short)) if height <= width else (int(256 * long / short), 256)
+    image = np.random.default_rng(0).uniform(0, 255, (height, width, 3)).astype("float32")
+    top, left = (round((side - 224) / 2) for side in resized)
+    whole = tf.image.resize(image, resized, antialias=True).numpy()
+    np.testing.assert_allclose(crop(image), whole[top:top + 224, left:left + 224], atol=1e-4)
+    graph = tf.function(crop, input_signature=[tf.TensorSpec([None, None, 3], tf.float32)])
+    np.testing.assert_array_equal(graph(image), crop(image))

@@ -1,9 +1,8 @@
 """The evaluation transform that goes with a set of pretrained weights."""
 
-import math
-
 import keras
 
+from keras_resnext.evaluation_crop import EvaluationCrop
 from keras_resnext.weights import registry
 
 
@@ -11,9 +10,10 @@ def eval_transform(model, weights="imagenet"):
     """The eval preprocessing of a model's pretrained weights, as a Keras pipeline.
 
     torchvision/timm evaluate by resizing the shorter side to `size / crop_pct`,
-    center-cropping `size` x `size` and normalising with the weights' mean/std.
-    The returned `keras.Sequential` does the same on channels-last RGB images
-    with values in [0, 255], and can be mapped over a `tf.data.Dataset`.
+    center-cropping `size` x `size` (`keras_resnext.evaluation_crop.EvaluationCrop`, the
+    one crop the data pipeline and the keras-hub converter run too) and normalising with
+    the weights' mean/std. The returned `keras.Sequential` does the same on channels-last
+    RGB images with values in [0, 255], and can be mapped over a `tf.data.Dataset`.
 
     Args:
         model: a model built with pretrained weights (it carries them as
@@ -33,18 +33,11 @@ def eval_transform(model, weights="imagenet"):
             f"No pretrained weights {weights!r} for {model!r}; known tags: "
             f"{', '.join(registry.tags_for(model)) or 'none'}."
         )
-    size = entry["test_input_size"]
-    scale_size = math.floor(size / entry["test_crop_pct"])
     mean = [255.0 * m for m in entry["mean"]]
     variance = [(255.0 * s) ** 2 for s in entry["std"]]
     return keras.Sequential(
         [
-            # A square resize with crop_to_aspect_ratio first takes the central square:
-            # the same as resizing the shorter side to scale_size, then cropping it square.
-            keras.layers.Resizing(
-                scale_size, scale_size, interpolation=entry["interpolation"], crop_to_aspect_ratio=True
-            ),
-            keras.layers.CenterCrop(size, size),
+            EvaluationCrop(entry["test_input_size"], entry["test_crop_pct"], interpolation=entry["interpolation"]),
             keras.layers.Normalization(mean=mean, variance=variance),
         ],
         name=f"{entry['model']}_{entry['tag']}_eval_transform",
