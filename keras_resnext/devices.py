@@ -150,6 +150,20 @@ def training_precision():
     return "mixed_bfloat16", f"{native}: ResNeXt50 trains faster in bfloat16 than in float32 here (BENCHMARKS.md)"
 
 
+def inference_precision():
+    """`(precision, why)`: what `inference_model(precision="auto")` computes in here (beside `training_precision`,
+    the package's other precision rule): float16 on a GPU, bfloat16 on a TPU and on a CPU with native bfloat16,
+    else float32."""
+    device = accelerator()
+    if device == "gpu":
+        return "float16", "a GPU: float16 on its tensor cores"
+    if device == "tpu":
+        return "bfloat16", "a TPU: bfloat16 is its native type"
+    if cpu_has_native_bf16():
+        return "bfloat16", "this CPU computes bfloat16 natively (AVX-512 BF16 or AMX)"
+    return "float32", "this CPU has no native bfloat16: emulated, it would be slower"
+
+
 @functools.cache
 def fastest_grouped_conv(backend, dtype="float32"):
     """The grouped-conv implementation `"auto"` stands for on `backend` here, for `dtype`."""
@@ -279,6 +293,7 @@ def facts():
         ("AMX", amx_usable()[1] if "amx_tile" in flags else "no"),
         ("int8 engine 'auto'", "{} ({})".format(*fastest_int8_engine())),
         ("training precision 'auto'", "{} ({})".format(*training_precision())),
+        ("inference precision 'auto'", "{} ({})".format(*inference_precision())),
         ("oneDNN (TensorFlow)", _onednn_line()),
     ]
     for dtype in ("float32", "bfloat16"):

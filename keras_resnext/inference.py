@@ -23,15 +23,13 @@ from keras_resnext.config import CLASSIFIER, INFERENCE_PRECISIONS, PREPROCESSING
 
 
 def resolve_precision(precision="auto"):
-    """The precision `"auto"` stands for here: bfloat16 on a CPU with native bf16 or a TPU, float16 on a GPU,
-    else float32. Asking for bfloat16 on a CPU without native bf16 works, with a warning that it is slow."""
+    """The precision `"auto"` stands for here (`devices.inference_precision`, where the package's precision rules
+    live): bfloat16 on a CPU with native bf16 or a TPU, float16 on a GPU, else float32. Asking for bfloat16 on a
+    CPU without native bf16 works, with a warning that it is slow."""
     check_choice("precision", precision, INFERENCE_PRECISIONS)
-    accelerator = devices.accelerator()
     if precision == "auto":
-        if accelerator is not None:
-            return {"gpu": "float16", "tpu": "bfloat16"}[accelerator]
-        return "bfloat16" if devices.cpu_has_native_bf16() else "float32"
-    if precision == "bfloat16" and accelerator is None and not devices.cpu_has_native_bf16():
+        return devices.inference_precision()[0]
+    if precision == "bfloat16" and devices.accelerator() is None and not devices.cpu_has_native_bf16():
         warnings.warn("This CPU has no native bfloat16 (AVX512-BF16 or AMX): bfloat16 inference is emulated "
                       "and slower than float32 here.", stacklevel=3)
     return precision

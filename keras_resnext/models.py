@@ -182,16 +182,19 @@ def trunk(x, depths, cardinality, bottleneck_width, *, stem="imagenet", output_s
     return x
 
 
-def freeze(model, stages):
-    """Stops training the stem and stages 1..`stages` of `model` (detectron2's FREEZE_AT idea).
+def freeze(model, stages=None, frozen=True):
+    """Stops training (or, `frozen=False`, trains again) the stem and stages 1..`stages` of `model`
+    (detectron2's FREEZE_AT idea), or with `stages=None` every layer but the classifier (a backbone under a
+    new head). The one way the package freezes layers.
 
     Frozen layers keep their weights, and their BatchNorms use the moving
-    statistics, also in `fit` (Keras' rule for `trainable=False`).
+    statistics, also in `fit` (Keras' rule for `trainable=False`). Recompile after it.
     """
     for layer in model.layers:
         stage = config.parse_block_name(layer.name)
-        if layer.name in (config.STEM_CONV, config.STEM_BN) or (stage and stage[0] <= stages):
-            layer.trainable = False
+        if (layer.name != config.CLASSIFIER if stages is None
+                else layer.name in (config.STEM_CONV, config.STEM_BN) or (stage and stage[0] <= stages)):
+            layer.trainable = not frozen
     return model
 
 

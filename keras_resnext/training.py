@@ -22,9 +22,9 @@ import os
 
 import keras
 
-from keras_resnext import devices, distribute, files, run_folder
+from keras_resnext import devices, distribute, files, models, run_folder
 from keras_resnext import ema as ema_lib
-from keras_resnext.config import CLASSIFIER, OPTIMIZERS, check_choice
+from keras_resnext.config import OPTIMIZERS, check_choice
 from keras_resnext.layers import TorchBatchNormalization
 from keras_resnext.models import ResNeXtModel, classifier
 from keras_resnext.optimizers import EpochWarmupCosine, MultiStepDecay, TorchSGD, WarmupSchedule
@@ -239,12 +239,9 @@ def set_backbone_trainable(model, trainable):
 
     A frozen BatchNorm runs in inference mode (Keras' rule for `trainable=False`),
     so fine-tuning a small head does not disturb the pretrained statistics.
-    Recompile the model after calling this.
+    Recompile the model after calling this. (`models.freeze(model, frozen=not trainable)`.)
     """
-    for layer in model.layers:
-        if layer.name != CLASSIFIER:
-            layer.trainable = trainable
-    return model
+    return models.freeze(model, frozen=not trainable)
 
 
 def finetune_model(constructor, classes, weights="imagenet", input_shape=None, freeze_backbone=True,
