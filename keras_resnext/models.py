@@ -115,6 +115,14 @@ def ResNeXt(
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else image
     name = name or config.default_name(depths, cardinality, bottleneck_width, stem)
     model = ResNeXtModel(inputs, x, name=name)
+    model.record_architecture(
+        depths=list(depths), cardinality=cardinality, bottleneck_width=bottleneck_width, stem=stem,
+        include_top=include_top, input_shape=list(image.shape[1:]), pooling=pooling, classes=classes,
+        classifier_activation=_activation_name(classifier_activation), block_form=block_form,
+        conv_implementation=conv_implementation, output_stride=output_stride, features_only=features_only,
+        out_indices=out_indices, freeze_stages=freeze_stages, norm=norm,
+        include_preprocessing=include_preprocessing if isinstance(include_preprocessing, bool)
+        else [list(v) for v in include_preprocessing])
     if weights is not None:
         weights_lib.load_weights(model, weights, variant=variant)
     if selected is not None:
@@ -122,6 +130,11 @@ def ResNeXt(
     if freeze_stages is not None:
         freeze(model, freeze_stages)
     return model
+
+
+def _activation_name(activation):
+    """A classifier activation as config records it: its name (`None` stays None)."""
+    return activation if activation is None or isinstance(activation, str) else keras.activations.serialize(activation)
 
 
 def preprocessing_layer(include_preprocessing, channels=3):
@@ -161,6 +174,8 @@ def _features_model(model, keys):
     levels, guard = model.pyramid_outputs, model.get_layer(config.NONFINITE_GUARD)
     image = guard.input[1]
     features = ResNeXtModel(model.inputs, {key: guard([levels[key], image]) for key in keys}, name=model.name)
+    if model.architecture:
+        features.record_architecture(**model.architecture)
     if hasattr(model, "pretrained_cfg"):
         object.__setattr__(features, "pretrained_cfg", model.pretrained_cfg)
     return features
@@ -210,11 +225,49 @@ class ResNeXtModel(keras.Model):
       symbolic tensors, keras-hub's form: `keras.Model(model.inputs, model.pyramid_outputs)`.
     - `feature_info`: per level (the outputs of a `features_only` model) a dict
       `{"key", "module", "num_chs", "reduction"}`, timm's form.
+
+    Built by `ResNeXt` (and every named constructor), it keeps the arguments that
+    define it as `architecture` (depths, cardinality, width, stem, head, ...), and
+    the levels come from them. `get_config()` holds them under `"architecture"`
+    beside the layer graph (which `inference_model` and older Keras files rely on),
+    and `from_config` gives them back; a config of the architecture alone (no
+    `"layers"`) is built again by `ResNeXt`.
     """
+
+    @property
+    def architecture(self):
+        """The `ResNeXt` arguments that define this model (without weights), or None when it was put together
+        otherwise (a saved file from before, a new head on a backbone)."""
+        return getattr(self, "_architecture", None)
+
+    def record_architecture(self, **arguments):
+        object.__setattr__(self, "_architecture", dict(arguments))  # a plain dict, out of Keras' tracking
+
+    def get_config(self):
+        config = super().get_config()
+        if self.architecture:
+            config["architecture"] = dict(self.architecture)
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        architecture = config.pop("architecture", None)
+        if "layers" not in config and architecture:  # the arguments alone
+            return ResNeXt(**architecture, name=config.get("name"))
+        model = super().from_config(config, custom_objects=custom_objects)
+        if architecture:
+            model.record_architecture(**architecture)
+        return model
 
     def _levels(self):
         """`[(key, layer name, reduction)]` of the levels whose layers this model holds."""
         names = {layer.name for layer in self.layers}
+        if self.architecture:  # recorded structure
+            arch = self.architecture
+            levels = config.feature_levels(arch["depths"], arch["stem"], arch["output_stride"])
+            return [level for level in levels if level[1] in names]
+        # A model saved before its architecture was recorded: read from its layers' names.
         stages = {}
         for layer in self.layers:
             parsed = config.parse_block_name(layer.name)

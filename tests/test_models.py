@@ -309,3 +309,28 @@ def test_a_confidently_wrong_sample_still_has_a_loss_gradient():
     assert loss == pytest.approx(200.0, rel=1e-3)  # the true loss, not -log(1e-7)
     model.train_on_batch(x, y)
     assert float(head.bias.numpy()[2]) > -100.0 + 0.05  # the gradient moved the true class up
+
+
+@pytest.mark.portable
+def test_a_resnext_keeps_its_arguments_and_is_built_again_from_them(tmp_path):
+    """keras-hub's convention: the model keeps the arguments that define it, its config holds them, and they alone
+    build the same model; the feature levels come from them. A config without them (a file saved before) still
+    loads, its levels read from its layers."""
+    import keras
+
+    model = kr.ResNeXt((1, 2, 1), 8, 4, stem="cifar", classes=7, input_shape=(32, 32, 3), pooling="max",
+                       include_preprocessing=True)
+    arch = model.architecture
+    assert (arch["depths"], arch["cardinality"], arch["bottleneck_width"], arch["stem"], arch["classes"]) == (
+        [1, 2, 1], 8, 4, "cifar", 7)
+    config = model.get_config()
+    assert config["architecture"] == arch and "layers" in config
+    again = kr.models.ResNeXtModel.from_config({"name": "again", "architecture": arch})
+    assert [type(layer).__name__ for layer in again.layers] == [type(layer).__name__ for layer in model.layers]
+    assert [w.shape for w in again.weights] == [w.shape for w in model.weights]
+    assert again.architecture == arch and sorted(again.pyramid_outputs) == sorted(model.pyramid_outputs)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded.architecture == arch and loaded.feature_info == model.feature_info
+    older = kr.models.ResNeXtModel.from_config({k: v for k, v in config.items() if k != "architecture"})
+    assert older.architecture is None and older.feature_info == model.feature_info
