@@ -21,27 +21,11 @@ MIN_INPUT_SIZE = 32
 
 
 def ResNeXt(
-    depths,
-    cardinality,
-    bottleneck_width,
-    *,
-    stem="imagenet",
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name=None,
-    block_form="grouped",
-    conv_implementation="auto",
-    output_stride=32,
-    features_only=False,
-    out_indices=None,
-    freeze_stages=None,
-    norm="batch_norm",
-    include_preprocessing=False,
+    depths, cardinality, bottleneck_width, *, stem="imagenet",
+    include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None, classes=1000,
+    classifier_activation="softmax", name=None,
+    block_form="grouped", conv_implementation="auto", output_stride=32,
+    features_only=False, out_indices=None, freeze_stages=None, norm="batch_norm", include_preprocessing=False,
 ):
     """Instantiates a ResNeXt (Xie et al., 2017) of any depth, cardinality and width.
 
@@ -95,6 +79,7 @@ def ResNeXt(
     >>> sorted(model.pyramid_outputs)
     ['P1', 'P2', 'P3', 'P4']
     """
+    arguments = dict(locals())  # as given: what the model records of itself (`ResNeXtModel.architecture`)
     depths, cardinality, bottleneck_width, stem = config.check_architecture(depths, cardinality, bottleneck_width, stem)
     config.check_choice("pooling", pooling, POOLINGS)
     config.check_choice("output_stride", output_stride, config.OUTPUT_STRIDES)
@@ -115,14 +100,7 @@ def ResNeXt(
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else image
     name = name or config.default_name(depths, cardinality, bottleneck_width, stem)
     model = ResNeXtModel(inputs, x, name=name)
-    model.record_architecture(
-        depths=list(depths), cardinality=cardinality, bottleneck_width=bottleneck_width, stem=stem,
-        include_top=include_top, input_shape=list(image.shape[1:]), pooling=pooling, classes=classes,
-        classifier_activation=_activation_name(classifier_activation), block_form=block_form,
-        conv_implementation=conv_implementation, output_stride=output_stride, features_only=features_only,
-        out_indices=out_indices, freeze_stages=freeze_stages, norm=norm,
-        include_preprocessing=include_preprocessing if isinstance(include_preprocessing, bool)
-        else [list(v) for v in include_preprocessing])
+    model.record_architecture(**_architecture(arguments, depths, image))
     if weights is not None:
         weights_lib.load_weights(model, weights, variant=variant)
     if selected is not None:
@@ -132,9 +110,18 @@ def ResNeXt(
     return model
 
 
-def _activation_name(activation):
-    """A classifier activation as config records it: its name (`None` stays None)."""
-    return activation if activation is None or isinstance(activation, str) else keras.activations.serialize(activation)
+def _architecture(arguments, depths, image):
+    """What a model built by `ResNeXt(**arguments)` records of them (`ResNeXtModel.architecture`): the arguments
+    that define it, as a config holds them (no weights, input tensor or name; the input's shape as built)."""
+    recorded = {k: v for k, v in arguments.items() if k not in ("weights", "input_tensor", "name")}
+    activation, preprocessing = arguments["classifier_activation"], arguments["include_preprocessing"]
+    out_indices = arguments["out_indices"]
+    return dict(recorded, depths=list(depths), input_shape=list(image.shape[1:]),
+                out_indices=None if out_indices is None else list(out_indices),
+                classifier_activation=activation if activation is None or isinstance(activation, str)
+                else keras.activations.serialize(activation),
+                include_preprocessing=preprocessing if isinstance(preprocessing, bool)
+                else [list(v) for v in preprocessing])
 
 
 def preprocessing_layer(include_preprocessing, channels=3):
