@@ -129,8 +129,16 @@ def lighting_draws(seed, alphastd=0.1):
 
 
 def _lighting_shift(seed, alphastd):
-    alpha = lighting_draws(seed, alphastd)
-    return 255.0 * tf.linalg.matvec(tf.constant(PCA_EIGENVECTORS), alpha * tf.constant(PCA_EIGENVALUES))
+    return lighting_shifts(lighting_draws(seed, alphastd)[None])[0]
+
+
+def lighting_shifts(alphas):
+    """Lighting's colour shift, `255 * eigvec @ (alpha * eigval)`, for `(B, 3)` draws of alpha: `(B, 3)`.
+
+    A matrix product and arithmetic: per image on the host (TensorFlow) and per batch on
+    the device (`keras_resnext.color_augmentation`, any backend) alike.
+    """
+    return 255.0 * ((alphas * np.asarray(PCA_EIGENVALUES, "float32")) @ np.asarray(PCA_EIGENVECTORS, "float32").T)
 
 
 def _apply(image, matrix, offset):

@@ -17,7 +17,7 @@ what a run saves and evaluates has no augmentation in it.
 import keras
 import numpy as np
 
-from keras_resnext.augment import PCA_EIGENVALUES, PCA_EIGENVECTORS, color_maps
+from keras_resnext.augment import color_maps, lighting_shifts
 
 
 @keras.saving.register_keras_serializable(package="keras_resnext")
@@ -65,9 +65,7 @@ class PaperColorAugmentation(keras.layers.Layer):
 def jitter_and_light(images, factors, order, alpha):
     """fb.resnet.torch's ColorJitter then Lighting of a float batch `(B, H, W, 3)` in [0, 255], for the draws given
     (see `PaperColorAugmentation.draws`), in one pass over the pixels."""
-    shift = 255.0 * keras.ops.einsum("bk,ck->bc", alpha * np.asarray(PCA_EIGENVALUES, "float32"),
-                                     np.asarray(PCA_EIGENVECTORS, "float32"))
-    matrix, offset = color_maps(keras.ops.mean(images, axis=(1, 2)), factors, order, shift)
+    matrix, offset = color_maps(keras.ops.mean(images, axis=(1, 2)), factors, order, lighting_shifts(alpha))
     return keras.ops.einsum("bhwc,bcd->bhwd", images, matrix) + offset[:, None, None, :]
 
 

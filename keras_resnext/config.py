@@ -27,6 +27,8 @@ TUNERS = ("random", "bayesian", "grid", "hyperband")
 OPTIMIZERS = ("paper", "decoupled")
 STRATEGIES = ("auto", "one", "mirrored", "multiworker", "tpu")
 RECIPES = ("paper", "torchvision")  # `train --recipe`: the paper's, or the one behind torchvision's v2 weights
+# Small images: the paper's pad-and-crop, no colour augmentation (its CIFAR recipe has none), the data set's own side.
+SMALL_IMAGE_DATASETS = ("digits", "cifar10", "cifar100")
 COLOR_PLACES = ("auto", "host", "device")  # where the paper recipe's colour augmentation runs (`--color-augmentation`)
 DATASETS = ("digits", "cifar10", "cifar100", "imagenet2012", "folder:<root>")
 

@@ -122,10 +122,15 @@ def jax_cluster():
     return hosts[0], int(count), int(index)
 
 
+def _jax_processes_configure_the_run():
+    """Whether this process's place in a run comes from Keras' variables (JAX), not from `TF_CONFIG`."""
+    return not tf_config() and keras.backend.backend() == "jax"
+
+
 def task():
     """`(task type, index)` from `TF_CONFIG`, or on JAX from `KERAS_DISTRIBUTION_PROCESS_ID`; `("worker", 0)` when
     not multi-worker."""
-    if not tf_config() and keras.backend.backend() == "jax":
+    if _jax_processes_configure_the_run():
         index = os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID", "0").strip()
         return "worker", int(index) if index.isdigit() else 0
     spec = tf_config().get("task", {})
@@ -146,7 +151,7 @@ def process_folder(output):
     A JAX run's processes all read `output` (backups to resume from); only process 0
     writes it (`writes_files`).
     """
-    if is_chief() or (not tf_config() and keras.backend.backend() == "jax"):
+    if is_chief() or _jax_processes_configure_the_run():
         return output
     return os.path.join(output, f"worker_{task()[1]}")
 

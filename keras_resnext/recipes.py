@@ -14,9 +14,7 @@ import dataclasses
 import functools
 
 from keras_resnext import devices, training
-from keras_resnext.config import COLOR_PLACES, OPTIMIZERS, RECIPES, check_choice
-# Small images take the paper's pad-and-crop: no colour augmentation (the paper's CIFAR recipe has none).
-SMALL_IMAGE_DATASETS = ("digits", "cifar10", "cifar100")
+from keras_resnext.config import COLOR_PLACES, OPTIMIZERS, RECIPES, SMALL_IMAGE_DATASETS, check_choice
 
 
 @dataclasses.dataclass(frozen=True)

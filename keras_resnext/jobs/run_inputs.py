@@ -8,14 +8,13 @@ import warnings
 import keras
 
 from keras_resnext import data, models, training
-from keras_resnext.config import eval_split, positive_int
+from keras_resnext.config import SMALL_IMAGE_DATASETS, eval_split, positive_int
 from keras_resnext.weights import registry as weights_registry
 
 
 DEFAULT_EPOCHS = {"digits": 20, "cifar10": 300, "cifar100": 300}
 
 
-SMALL_IMAGE_DATASETS = ("digits", "cifar10", "cifar100")
 
 
 def build_model(name, classes, image_size, weights=None, include_preprocessing=False):
