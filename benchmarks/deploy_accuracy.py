@@ -117,10 +117,12 @@ def main(argv=None):
     runs = tempfile.mkdtemp()
     model_file = args.model_file
     if model_file is None:
-        model_file = kr.jobs.train(output=os.path.join(runs, "main"), verbose=0)["output"] + "/model.keras"
+        main = kr.jobs.train(run=kr.jobs.RunOptions(os.path.join(runs, "main"), verbose=0))
+        model_file = main["output"] + "/model.keras"
     print_rows(f"{model_file} on {args.dataset}", measure_run(model_file, args.dataset))
     if args.train_64:
-        run = kr.jobs.train(model="1,1,1,1:8:4", image_size=64, epochs=20, output=os.path.join(runs, "r64"), verbose=0)
+        run = kr.jobs.train(model="1,1,1,1:8:4", dataset=kr.jobs.TrainingData("digits", image_size=64), epochs=20,
+                            run=kr.jobs.RunOptions(os.path.join(runs, "r64"), verbose=0))
         print_rows("1,1,1,1:8:4 at 64x64 on digits", measure_run(run["output"] + "/model.keras"))
 
 

@@ -35,7 +35,7 @@ from helpers import FIXTURES, colour_folder  # noqa: E402
 from keras_resnext import devices, jobs  # noqa: E402
 
 PASS = 0.8
-JOB = dict(model="1,1,1,1:8:4", image_size=64, epochs=4, batch_size=16, verbose=0)
+JOB = dict(model="1,1,1,1:8:4", epochs=4, batch_size=16)
 CHECKPOINT = str(FIXTURES / "tv_resnext_tiny.safetensors")
 
 
@@ -73,8 +73,9 @@ def main(argv=None):
                 export_batches(dataset, seed, os.path.join(args.export, f"seed{seed}.npz"))
             keras.utils.clear_session()
             start = time.perf_counter()
-            metrics = jobs.train(dataset=dataset, weights=None if args.from_scratch else CHECKPOINT, seed=seed,
-                                 output=os.path.join(tmp, f"run{seed}"), **JOB)
+            metrics = jobs.train(dataset=jobs.TrainingData(dataset, image_size=64),
+                                 weights=None if args.from_scratch else CHECKPOINT,
+                                 run=jobs.RunOptions(os.path.join(tmp, f"run{seed}"), seed=seed, verbose=0), **JOB)
             accuracy = metrics["test_accuracy"]
             results.append({"seed": seed, "test_accuracy": accuracy})
             print(f"seed {seed:2d}: test accuracy {accuracy:.3f} ({time.perf_counter() - start:.0f} s)", flush=True)

@@ -144,8 +144,8 @@ def main(argv=None):
     options = {} if args.precision is None else {"precision": args.precision}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as run:
-        metrics = jobs.train(output=os.path.join(run, "job"), epochs=args.epochs, seed=args.seed, verbose=0,
-                             **options)
+        metrics = jobs.train(epochs=args.epochs, run=jobs.RunOptions(os.path.join(run, "job"), seed=args.seed,
+                                                                    verbose=0, **options))
     end = time.perf_counter()
     SECONDS["first step (tracing it)"] = clock.first_step
     SECONDS["python start, imports"] = IMPORTED - START

@@ -101,14 +101,13 @@ def cmd_train(args):
 
     recipe = recipes.named(args.recipe, schedule=args.schedule, label_smoothing=args.label_smoothing,
                            optimizer=args.optimizer, color=args.color_augmentation)
-    metrics = jobs.train(
-        model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
-        output=args.output, weights=args.weights, data_dir=args.data_dir, download=args.download,
-        strategy=args.strategy, precision=args.precision, seed=args.seed, val_split=args.val_split,
-        strict=args.strict, class_weight=args.class_weight, image_size=args.image_size,
-        freeze_epochs=args.freeze_epochs, overwrite=args.overwrite, data_service=args.data_service, recipe=recipe,
-        verbose=progress_verbosity(),
-    )
+    data = jobs.TrainingData(args.dataset, image_size=args.image_size, val_split=args.val_split, strict=args.strict,
+                             class_weight=args.class_weight, data_dir=args.data_dir, download=args.download,
+                             service=args.data_service)
+    run = jobs.RunOptions(output=args.output, overwrite=args.overwrite, seed=args.seed, strategy=args.strategy,
+                          precision=args.precision, verbose=progress_verbosity())
+    metrics = jobs.train(args.model, data, epochs=args.epochs, batch_size=args.batch_size, weights=args.weights,
+                         freeze_epochs=args.freeze_epochs, recipe=recipe, run=run)
     if "test_accuracy" not in metrics:  # another process of a JAX run spanning processes
         print(f"process {metrics['process']}: trained {metrics['epochs_run_here']} epochs; process 0 tests the "
               f"model and writes the run folder {metrics['output']}")

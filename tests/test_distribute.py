@@ -17,7 +17,7 @@ import json, sys, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from keras_resnext import jobs
-print(json.dumps(jobs.train(strategy="mirrored", epochs=2, batch_size=32, output=sys.argv[1], verbose=0)))
+print(json.dumps(jobs.train(epochs=2, batch_size=32, run=jobs.RunOptions(sys.argv[1], strategy="mirrored", verbose=0))))
 """
 
 

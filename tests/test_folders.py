@@ -80,7 +80,7 @@ def test_a_folder_smaller_than_a_batch_trains_and_reports_per_class_results(tmp_
 
 
 # The fine-tuning job of benchmarks/finetune_seeds.py: the torchvision fixture checkpoint, 64 px, batch 16.
-FINE_TUNING = dict(model="1,1,1,1:8:4", image_size=64, batch_size=16)
+FINE_TUNING = dict(model="1,1,1,1:8:4", batch_size=16)
 # Seeds whose run ended in a collapsed epoch before the paper's step, PyTorch's BatchNorm statistics,
 # nn.Linear's head and recomputed statistics (0.67, 0.63, 0.33 on the AVX2 EPYC; PyTorch: 0.97, 1.0, 1.0).
 COLLAPSED_SEEDS = (4, 5, 8)
@@ -93,8 +93,9 @@ def test_fine_tuning_on_a_small_folder_gives_a_good_model_for_every_seed(tmp_pat
     root = colour_folder(tmp_path / "images")
     accuracies = []
     for seed in COLLAPSED_SEEDS:
-        metrics = jobs.train(dataset=f"folder:{root}", weights=str(FIXTURES / "tv_resnext_tiny.safetensors"),
-                             epochs=4, seed=seed, output=str(tmp_path / f"run{seed}"), verbose=0, **FINE_TUNING)
+        metrics = jobs.train(dataset=jobs.TrainingData(f"folder:{root}", image_size=64),
+                             weights=str(FIXTURES / "tv_resnext_tiny.safetensors"), epochs=4,
+                             run=jobs.RunOptions(str(tmp_path / f"run{seed}"), seed=seed, verbose=0), **FINE_TUNING)
         assert metrics["batchnorm_recomputed_batches"] == 7  # every training batch: 120 pictures / 16
         assert metrics["phases"] == [{"start": 0, "end": 1, "backbone_frozen": True},  # the new head settles first
                                      {"start": 1, "end": 4, "backbone_frozen": False}]

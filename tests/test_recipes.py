@@ -270,14 +270,15 @@ def test_train_fits_on_batches_that_follow_a_users_recipe_object_and_records_tha
 
     monkeypatch.setattr(keras.Model, "fit", spy)
     recipe = recipes.TorchvisionRecipe(mixup_alpha=0.8, cutmix_alpha=0.0, augment_repeats=1)
-    metrics = jobs.train(recipe=recipe, epochs=1, output=str(tmp_path / "run"), verbose=0, precision="float32")
+    run = jobs.RunOptions(str(tmp_path / "run"), verbose=0, precision="float32")
+    metrics = jobs.train(recipe=recipe, epochs=1, run=run)
     assert (metrics["recipe"]["mixup_alpha"], metrics["recipe"]["cutmix_alpha"]) == (0.8, 0.0)
     labels = np.concatenate([y for _, y in given["x"].take(4).as_numpy_iterator()])
     soft = (labels > 0) & (labels < 1)
     # MixUp blends every image with its neighbour: soft labels on two classes unless both are one class; CutMix's
     # box would leave some images whole. With the defaults (0.2, 1.0) half the batches were CutMix's.
     assert soft.any(axis=1).mean() > 0.8 and (soft.sum(axis=1) <= 2).all()
-    with pytest.raises(ValueError, match="schedule belong to the recipe object"):
+    with pytest.raises(ValueError, match="schedule belong to the recipe object"), pytest.deprecated_call():
         jobs.train(recipe=recipe, schedule="cosine", output=str(tmp_path / "other"))
 
 

@@ -25,7 +25,7 @@ IMAGES = os.path.join(REPO, "docs", "images")
 def main_job_pictures():
     with tempfile.TemporaryDirectory() as scratch:
         run = os.path.join(scratch, "run")
-        jobs.train(output=run, verbose=0)
+        jobs.train(run=jobs.RunOptions(run, verbose=0))
         for name in ("curves.png", "confusion_matrix.png"):
             with files.atomic_path(os.path.join(IMAGES, name)) as tmp:
                 shutil.copyfile(os.path.join(run, name), tmp)

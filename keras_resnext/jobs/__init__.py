@@ -3,6 +3,7 @@
 - `train_job`: `train` (`keras-resnext train`): fit in phases, evaluate, write the run folder.
 - `evaluate_job`: `evaluate` (`keras-resnext evaluate`): a saved model tested at a precision.
 - `predict_job`: `predict` (`keras-resnext predict`): the top classes of image files.
+- `train_options`: what `train` takes besides the model and recipe, in groups: the data, the run.
 - `tune_job`: `tune` (`keras-resnext tune`): the cardinality-vs-width search.
 - `run_inputs`: what a run trains and tests on, its data and its model (shared by the jobs).
 - `reports`: per-class results, the run folder's files, and reading a run back.
@@ -20,12 +21,15 @@ from keras_resnext.jobs.run_inputs import (
     model_input,
 )
 from keras_resnext.jobs.train_job import train
+from keras_resnext.jobs.train_options import RunOptions, TrainingData
 from keras_resnext.jobs.tune_job import TRIAL_COLUMNS, tune
 
 __all__ = [
     "DEFAULT_EPOCHS",
     "SMALL_IMAGE_DATASETS",
+    "RunOptions",
     "TRIAL_COLUMNS",
+    "TrainingData",
     "at_precision",
     "build_model",
     "calibration_data",

@@ -9,6 +9,7 @@ import keras
 
 from keras_resnext import distribute, files, fitting, models, recipes, run_folder, training
 from keras_resnext.inference import inference_model
+from keras_resnext.jobs import train_options
 from keras_resnext.jobs.reports import _checksum, _write_run, per_class_report
 from keras_resnext.jobs.run_inputs import (
     _build_for_run, _checked_arguments, _class_weights, _default_output, _fitting_batches, _image_size,
@@ -16,61 +17,33 @@ from keras_resnext.jobs.run_inputs import (
 )
 
 
-def train(
-    model="default",
-    dataset="digits",
-    epochs=None,
-    batch_size=64,
-    output=None,
-    weights=None,
-    data_dir=None,
-    download=False,
-    strategy="auto",
-    precision="auto",
-    seed=0,
-    schedule="step",
-    label_smoothing=0.0,
-    verbose="auto",
-    val_split=0.2,
-    strict=False,
-    class_weight=None,
-    image_size=None,
-    freeze_epochs=None,
-    overwrite=False,
-    optimizer="paper",
-    data_service=None,
-    recipe="paper",
-):
+def train(model="default", dataset="digits", *, epochs=None, batch_size=64, weights=None, freeze_epochs=None,
+          recipe="paper", run=None, **former):
     """Trains, evaluates and writes a run folder; returns the metrics dict.
 
-    For `dataset="folder:<root>"`, `val_split` is the stratified fraction held out
-    when the folder has no test split (the same on every rerun), `strict` refuses
-    files that do not decode instead of skipping them, and `class_weight="balanced"`
-    weighs the loss by inverse class frequency.
+    What it trains on, how and where come in three groups, each a name or an object:
+
+    - `dataset`: a data set's name (`"digits"`, `"folder:<root>"`, ...) or a
+      `TrainingData` (its image size, held-out split, class weights, tf.data service).
+    - `recipe`: `"paper"` (`recipes.PaperRecipe`: the paper's optimizer, schedule and
+      augmentation), `"torchvision"` (`recipes.TorchvisionRecipe`, the recipe behind
+      torchvision's v2 weights: its EMA is what is evaluated and saved), or a
+      `keras_resnext.recipes.Recipe` with its settings (say
+      `recipes.TorchvisionRecipe(mixup_alpha=0.8)`, or a user's own). metrics.json records
+      the recipe with its values.
+    - `run`: the run folder, or a `RunOptions` (folder, overwrite, seed, strategy, precision,
+      verbosity). `precision="auto"` is the fastest here
+      (`keras_resnext.devices.training_precision`): `mixed_bfloat16` on a CPU with native
+      bfloat16, `mixed_float16` on a GPU, float32 on other CPUs.
+
+    The keywords these groups replaced (`output=`, `seed=`, `image_size=`, `schedule=`, ...)
+    are still accepted for one release, with a DeprecationWarning.
 
     Fine-tuning (`weights` with another class count than theirs) replaces the head
     and trains in two phases: `freeze_epochs` with the backbone frozen, so the new
     head settles without disturbing the pretrained features, then all layers to
     `epochs`. By default 1 epoch is frozen, none in a 1-epoch run; `freeze_epochs=0`
     trains everything from the start.
-
-    `recipe` is a `keras_resnext.recipes.Recipe` (say
-    `recipes.TorchvisionRecipe(mixup_alpha=0.8)`, or a user's own), or a name:
-    `"paper"` (`recipes.PaperRecipe`: the paper's optimizer, schedule and augmentation,
-    with `schedule`, `label_smoothing` and `optimizer`) or `"torchvision"`
-    (`recipes.TorchvisionRecipe`, the recipe behind torchvision's v2 weights: its EMA is
-    what is evaluated and saved). A recipe object carries its own settings: `schedule`,
-    `label_smoothing` and `optimizer` stay at their defaults beside it. metrics.json
-    records the recipe with its values. `optimizer` is the paper recipe's
-    (`training.sgd`): `"paper"`, the paper's step, or `"decoupled"`, Keras' SGD with
-    decoupled weight decay.
-
-    `data_service` (`"grpc://host:port"`) runs the training pipeline on a tf.data
-    service's workers (see `keras_resnext.service`); evaluation stays here.
-
-    `precision` is a Keras dtype policy, or `"auto"`: the fastest here
-    (`keras_resnext.devices.training_precision`), `mixed_bfloat16` on a CPU with
-    native bfloat16, `mixed_float16` on a GPU, float32 on other CPUs.
 
     The folder holds metrics.json, model.keras, curves.png, log.csv, tensorboard/
     and, while the run is in progress, backup/. A run killed at any instant,
@@ -79,27 +52,28 @@ def train(
     (the loss became NaN: `RunDiverged` is raised) or "failed" (with the error).
     A completed run folder is reported, not trained again, unless `overwrite`.
     """
-    recipe = recipes.resolve(recipe, schedule=schedule, label_smoothing=label_smoothing, optimizer=optimizer)
-    epochs, batch_size = _checked_arguments(dataset, epochs, batch_size)
-    run_dir = distribute.process_folder(output or _default_output(model, dataset))
+    data, run, recipe_settings = train_options.grouped(dataset, run, former)
+    recipe = recipes.resolve(recipe, **recipe_settings)
+    epochs, batch_size = _checked_arguments(data.name, epochs, batch_size)
+    run_dir = distribute.process_folder(run.output or _default_output(model, data.name))
     # Only the process that writes the folder clears it: another would clear what process 0 is writing.
-    if (finished := run_folder.previous_run(run_dir, overwrite, clear=distribute.is_chief())) is not None:
+    if (finished := run_folder.previous_run(run_dir, run.overwrite, clear=distribute.is_chief())) is not None:
         return finished
-    keras.utils.set_random_seed(seed)
-    strat = distribute.make_strategy(strategy)  # first: a multi-worker strategy must configure the runtime
-    training.set_precision(precision)  # which may ask for the devices, starting the runtime
-    recipe_inputs = _recipe_data_options(recipe, dataset, model, weights)
-    train_ds, test_ds, info, global_batch = _fitting_batches(dataset, batch_size * strat.num_replicas_in_sync, dict(
-        image_size=_image_size(image_size, model, dataset), seed=seed, data_dir=data_dir, download=download,
-        val_split=val_split, strict=strict, one_hot=recipe.one_hot_labels, dtype="uint8", data_service=data_service,
-        **recipe_inputs))
+    keras.utils.set_random_seed(run.seed)
+    strat = distribute.make_strategy(run.strategy)  # first: a multi-worker strategy must configure the runtime
+    training.set_precision(run.precision)  # which may ask for the devices, starting the runtime
+    recipe_inputs = _recipe_data_options(recipe, data.name, model, weights)
+    train_ds, test_ds, info, global_batch = _fitting_batches(data.name, batch_size * strat.num_replicas_in_sync, dict(
+        image_size=_image_size(data.image_size, model, data.name), seed=run.seed, data_dir=data.data_dir,
+        download=data.download, val_split=data.val_split, strict=data.strict, one_hot=recipe.one_hot_labels,
+        dtype="uint8", data_service=data.service, **recipe_inputs))
     finetuning, phases = _finetuning_phases(weights, info, epochs, freeze_epochs)
     net = _build_for_run(strat, model, info, weights, any_size=bool(recipe_inputs["train_size"]))
-    options = dict(phases=phases, verbose=verbose, class_weight=_class_weights(info, class_weight), seed=seed,
-                   precise_bn=finetuning, writes=distribute.writes_files(strat))
-    recorded = dict(dataset=dataset, strategy=strategy, class_weight=class_weight,
-                    optimizer=getattr(recipe, "optimizer", None), data_service=data_service)
-    return _run(net, strat, recipe.for_data(info.image_size, info.num_examples, dataset), global_batch, train_ds,
+    options = dict(phases=phases, verbose=run.verbose, class_weight=_class_weights(info, data.class_weight),
+                   seed=run.seed, precise_bn=finetuning, writes=distribute.writes_files(strat))
+    recorded = dict(dataset=data.name, strategy=run.strategy, class_weight=data.class_weight,
+                    optimizer=getattr(recipe, "optimizer", None), data_service=data.service)
+    return _run(net, strat, recipe.for_data(info.image_size, info.num_examples, data.name), global_batch, train_ds,
                 test_ds, info, run_dir, options, recorded)
 
 
