@@ -24,14 +24,14 @@ import numpy as np
 import keras_resnext as kr
 from keras_resnext import grouped_conv
 
-GLOBAL_BATCH = 128
+GLOBAL_BATCH = 64
 CONVOLUTION = re.compile(r"= \w+\[([\d,]+)\][^\n]*? convolution\([^\n]*?window=\{size=(\d+)x(\d+)[^\n]*?"
                          r"dim_labels=\w+_\w+->(\w+)")
 
 
 def model():
     keras.utils.set_random_seed(1)
-    net = kr.ResNeXt((1, 1, 1), 8, 8, stem="cifar", classes=10, input_shape=(32, 32, 3), classifier_activation=None,
+    net = kr.ResNeXt((1, 1, 1), 8, 4, stem="cifar", classes=10, input_shape=(32, 32, 3), classifier_activation=None,
                      conv_implementation="native")
     net.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return net
