@@ -182,17 +182,17 @@ def test_the_random_parts_are_spread_as_the_reference_draws_them():
 
 @pytest.mark.slow
 def test_train_with_torchvisions_recipe_learns_the_digits_and_records_it(tmp_path):
-    """Three seeds of the main job under --recipe torchvision, 12 epochs: each >= 0.9 (they gave 0.975-0.981,
-    seeds 3 and 4 once 0.981 and 0.967; 20 epochs 0.983-0.986)."""
+    """Three seeds of the main job under --recipe torchvision, 8 epochs: each >= 0.9 (seeds 0 to 4 gave 0.956 to
+    0.986 on the AVX-512 EPYC in bfloat16; 12 epochs 0.967-0.981, 20 epochs 0.983-0.986)."""
     for seed in (0, 1, 2):
         run = tmp_path / f"run{seed}"
-        result = command("train", "--recipe", "torchvision", "--epochs", "12", "--seed", seed, "--output", run)
+        result = command("train", "--recipe", "torchvision", "--epochs", "8", "--seed", seed, "--output", run)
         assert result.returncode == 0, result.stderr[-2000:]
         metrics = json.loads((run / "metrics.json").read_text())
         assert metrics["test_accuracy"] >= 0.9, (seed, metrics["test_accuracy"])
         recipe = metrics["recipe"]
         assert recipe["name"] == "torchvision" and recipe["mixup_alpha"] == 0.2 and recipe["ema_steps"] == 32
-        assert recipe["augment_repeats"] == 4 and len(log_rows(run)) == 12
+        assert recipe["augment_repeats"] == 4 and len(log_rows(run)) == 8
     # The saved model is the EMA's, the one evaluated: its accuracy is the run's.
     model = keras.models.load_model(run / "model.keras")
     from keras_resnext import data
