@@ -109,7 +109,8 @@ def cmd_train(args):
     metrics = jobs.train(args.model, data, epochs=args.epochs, batch_size=args.batch_size, weights=args.weights,
                          freeze_epochs=args.freeze_epochs, recipe=recipe, run=run)
     if "test_accuracy" not in metrics:  # another process of a JAX run spanning processes
-        print(f"process {metrics['process']}: trained {metrics['epochs_run_here']} epochs; process 0 tests the "
+        epochs = metrics["epochs_run_here"]
+        print(f"process {metrics['process']}: trained {epochs} epoch{'s' * (epochs != 1)}; process 0 tests the "
               f"model and writes the run folder {metrics['output']}")
         return
     if metrics.get("already_complete"):
