@@ -118,6 +118,11 @@ def tiny_registry(monkeypatch, tmp_path):
     monkeypatch.setattr(registry, "entries", lambda: (TINY_ENTRY,))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    # huggingface_hub reads HF_HUB_OFFLINE once, when it is first imported: if a test that sets it (test_weights'
+    # offline tests) imported it first in this worker, the whole worker would stay offline.
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     with HubServer({TINY_HUB_KEY: TINY_CHECKPOINT}) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         yield hub
