@@ -82,6 +82,20 @@ def test_a_corrupt_download_is_refused_and_not_kept(tiny_registry, tmp_path):
     assert not [b for b in blobs if not b.name.endswith(".incomplete")]
 
 
+@pytest.fixture
+def hub_imported_offline(monkeypatch):
+    """huggingface_hub as a pytest worker has it when a test that set HF_HUB_OFFLINE imported it first (it reads
+    the variable once, at import)."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+def test_the_loopback_hub_serves_a_worker_that_imported_huggingface_hub_offline(hub_imported_offline,
+                                                                               tiny_registry):
+    assert os.path.isfile(kr.weights.fetch(TINY_ENTRY)) and tiny_registry.gets[TINY_HUB_KEY] == 1
+
+
 def test_offline_without_cache_says_how_to_proceed(tiny_registry, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OSError, match="HF_HUB_OFFLINE"):
