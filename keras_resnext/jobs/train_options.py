@@ -94,8 +94,10 @@ def grouped(dataset, run, former):
 
 def _as(kind, value, field, settings, argument):
     """`value` (a `kind`, a string for its `field`, or None) as a `kind`, with `settings` applied."""
-    if value is None or isinstance(value, str):
-        value = kind(**{field: value}) if value is not None else kind()
+    if value is None:
+        value = kind()
+    elif isinstance(value, str):
+        value = kind(**{field: value})
     elif not isinstance(value, kind):
         raise ValueError(f"`{argument}` must be a {kind.__name__} or a string; received {value!r}.")
     return dataclasses.replace(value, **settings) if settings else value
