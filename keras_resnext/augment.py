@@ -59,10 +59,13 @@ def lighting(image, seed, alphastd=0.1):
     return _apply(image, tf.eye(3), _lighting_shift(seed, alphastd))
 
 
-def paper_color(image, seed):
-    """`lighting(color_jitter(image))` with the paper's strengths, in one pass over the image."""
-    matrix, offset = _jitter(mean_pixel(image), seed, (0.4, 0.4, 0.4))
-    return _apply(image, matrix, offset + _lighting_shift(seed, 0.1))
+def paper_color(image, seed, dtype="float32"):
+    """`lighting(color_jitter(image))` with the paper's strengths, in one pass over the image.
+
+    `dtype="uint8"` rounds and clips to [0, 255] in the same pass: the uint8 pipeline's image.
+    """
+    factors, order = jitter_draws(seed)
+    return _paper_color_pass(image, mean_pixel(image), factors, order, lighting_draws(seed), dtype == "uint8")
 
 
 def mean_pixel(image):
@@ -141,10 +144,25 @@ def lighting_shifts(alphas):
     return 255.0 * ((alphas * np.asarray(PCA_EIGENVALUES, "float32")) @ np.asarray(PCA_EIGENVECTORS, "float32").T)
 
 
+# The pixel pass is compiled by XLA, which fuses it into one loop over the pixels: the map, and for a uint8
+# image the clip, round and cast. With TensorFlow's kernels (a 1x1 convolution, then a pass for each step) the
+# colour cost a JPEG pipeline about twice as much per image (BENCHMARKS.md). The draws and the mean pixel stay
+# TensorFlow's: XLA draws other random numbers from the same seed, and its mean was 15x slower.
+@tf.function(jit_compile=True)
 def _apply(image, matrix, offset):
-    """`pixel @ matrix + offset` for every pixel: a 1x1 convolution and its bias (oneDNN's kernels; a matrix
-    product over 3-wide rows and a broadcast add over a 3-wide last axis were 1.5x slower)."""
-    return tf.nn.bias_add(tf.nn.conv2d(image[None], matrix[None, None], 1, "VALID"), offset)[0]
+    """`pixel @ matrix + offset` for every pixel."""
+    return _mapped(image, matrix, offset)
+
+
+@tf.function(jit_compile=True)
+def _paper_color_pass(image, mean, factors, order, alpha, to_uint8):
+    matrix, offset = color_maps(mean[None], factors[None], tf.one_hot(order, 3)[None], lighting_shifts(alpha[None]))
+    image = _mapped(image, matrix[0], offset[0])
+    return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8) if to_uint8 else image
+
+
+def _mapped(image, matrix, offset):
+    return image[..., 0:1] * matrix[0] + image[..., 1:2] * matrix[1] + image[..., 2:3] * matrix[2] + offset
 
 
 # torchvision's TrivialAugmentWide: one of these ops per image, at one of 31 magnitudes (the wide ranges).

@@ -131,10 +131,10 @@ def load_dataset(
         ds = ds.cache()
     # One map per example does all its work, an image folder's file reads included: every map stage
     # costs a hand-over per element (measured: 7% of the JPEG pipeline's speed for the read alone).
-    finish = functools.partial(_finish, info=info, dtype=dtype, clip=training and augmentation == "paper")
+    finish = functools.partial(_finish, info=info, dtype=dtype)
     read = tf.io.read_file if name.startswith("folder:") else (lambda data: data)
     if training:
-        ds = _augmented(ds, info, augment, seed, read, finish, augmentation, augment_repeats, batch_size)
+        ds = _augmented(ds, info, augment, seed, read, dtype, augmentation, augment_repeats, batch_size)
     elif augment is not None:
         ds = ds.map(lambda image, label: (finish(_resize(image, info.image_size)), label), num_parallel_calls=AUTOTUNE)
     else:  # encoded images (see `_source`): decoded whole, for the exact evaluation transform
@@ -149,12 +149,11 @@ def load_dataset(
     return ds.with_options(options).prefetch(AUTOTUNE), info
 
 
-def _finish(image, info, dtype, clip=False):
-    """A float image as the pipeline yields it: normalised float32, or rounded to uint8 (clipped to [0, 255]
-    with `clip`: the paper's color jitter leaves it; a resize, flip or TrivialAugmentWide cannot, and the clip
-    costs 3% of the JPEG pipeline)."""
+def _finish(image, info, dtype):
+    """An image as the pipeline yields it: normalised float32, or uint8 (a float image rounded; a resize, flip or
+    TrivialAugmentWide stays in [0, 255], and the paper's colour makes its uint8 image itself, clipped)."""
     if dtype == "uint8":
-        return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0) if clip else image), tf.uint8)
+        return image if image.dtype == tf.uint8 else tf.cast(tf.round(image), tf.uint8)
     # (image - mean) / std, computed on rows with mean and std repeated along them: broadcast over the
     # three channels alone, TensorFlow's CPU kernels ran it at a third of the speed (the same values).
     height, width = tf.shape(image)[0], tf.shape(image)[1]
@@ -266,8 +265,8 @@ def _check_repeats(augment_repeats, batch_size):
                          f"received {augment_repeats!r}.")
 
 
-def _augmented(ds, info, augment, seed, read, finish, augmentation="paper", copies=1, batch_size=None):
-    """Shuffled, randomly augmented training examples (stateless, seeded per example), `finish`ed; `read` reads
+def _augmented(ds, info, augment, seed, read, dtype, augmentation="paper", copies=1, batch_size=None):
+    """Shuffled, randomly augmented training examples (stateless, seeded per example) of `dtype`; `read` reads
     an encoded example for the ImageNet-style crop; `copies` of each image per batch of `batch_size`."""
     size = info.image_size
     buffer = min(info.num_examples, 10_000) if info.num_examples > 0 else 10_000
@@ -278,6 +277,7 @@ def _augmented(ds, info, augment, seed, read, finish, augmentation="paper", copi
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
     ds = tf.data.Dataset.zip((ds, seeds))
     mean_pixel = tf.constant(info.mean, tf.float32) * 255.0
+    finish = functools.partial(_finish, info=info, dtype=dtype)
 
     def example(data, seed):
         if augment is not None:  # small images: the paper's pad-and-crop
@@ -285,7 +285,7 @@ def _augmented(ds, info, augment, seed, read, finish, augmentation="paper", copi
         else:
             image = _training_crop(read(data), size, seed)
             if augmentation == "paper":
-                image = augment_lib.paper_color(image, seed)
+                image = augment_lib.paper_color(image, seed, dtype)  # uint8: rounded in the same pass
         if augmentation == "torchvision":
             image = augment_lib.torchvision_image(image, seed, mean_pixel)
         return finish(image)

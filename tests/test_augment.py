@@ -50,6 +50,20 @@ def test_the_papers_color_jitter_and_lighting_are_fb_resnet_torchs(seed):
     np.testing.assert_allclose(augment.lighting(jittered, seed), expected.transpose(1, 2, 0), rtol=0, atol=2e-3)
 
 
+def test_the_uint8_colour_is_the_float_colour_clipped_and_rounded():
+    """The uint8 pipeline's image, made in the colour's own pass: the float result clipped to [0, 255] and rounded
+    (a rounding tie may fall either way: the pass multiplies and adds in another order)."""
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        image = tf.constant(rng.uniform(0, 255, (24, 32, 3)).astype("float32"))
+        seed = tf.constant([i, 5], tf.int64)
+        pixels = augment.paper_color(image, seed, "uint8")
+        expected = np.round(np.clip(augment.paper_color(image, seed).numpy(), 0, 255))
+        assert pixels.dtype == tf.uint8 and pixels.shape == image.shape
+        assert np.abs(pixels.numpy().astype(int) - expected).max() <= 1
+        assert np.mean(pixels.numpy() != expected) < 1e-3
+
+
 def test_the_draws_are_spread_as_the_reference_draws_them():
     """Factors uniform in [0.6, 1.4], every order equally likely, alpha N(0, 0.1): over 3,000 seeds."""
     draws = [augment.jitter_draws(tf.constant([i, 0], tf.int64)) for i in range(3000)]
