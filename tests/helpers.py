@@ -28,6 +28,14 @@ TINY_HUB_KEY = "timm/resnext_tiny.test_in1k/model.safetensors"
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
 
 
+def jax_env(devices, *flags, **variables):
+    """The environment of a JAX subprocess with `devices` fake CPU devices and XLA's `flags`. LLVM's optimizations
+    are off, as in the suite's JAX half (conftest): a test's program runs a few steps, and compiling it is most
+    of its time; XLA's own graph passes, the partitioner's among them, still run."""
+    flags = (f"--xla_force_host_platform_device_count={devices}", "--xla_backend_optimization_level=0", *flags)
+    return dict(ENV, KERAS_BACKEND="jax", XLA_FLAGS=" ".join(flags), **variables)
+
+
 def shapes_only():
     """A scope that builds models without drawing their weights, for tests that read only structure.
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from helpers import ENV, free_port, log_rows
+from helpers import ENV, free_port, jax_env, log_rows
 from keras_resnext import distribute
 
 
@@ -121,7 +121,7 @@ print(json.dumps({
 def test_jax_data_parallel_over_two_devices_computes_the_single_device_step(tmp_path):
     """On JAX `mirrored` is Keras' DataParallel: the batch split over two (fake host) devices, the weights replicated;
     one step's loss and update are the single-device step's on the same global batch, and the replicas stay equal."""
-    env = dict(ENV, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = jax_env(2)
     result = subprocess.run([sys.executable, "-c", JAX_DATA_PARALLEL], env=env, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -135,11 +135,11 @@ def test_jax_data_parallel_over_two_devices_computes_the_single_device_step(tmp_
 
 @pytest.mark.slow
 def test_train_on_jax_uses_every_device_and_refuses_what_it_cannot_honour(tmp_path):
-    env = dict(ENV, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = jax_env(2)
     run = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-m", "keras_resnext.cli", "train", "--strategy", "mirrored", "--epochs",
-                             "1", "--batch-size", "32", "--output", str(run)], env=env, capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run([sys.executable, "-m", "keras_resnext.cli", "train", "--model", "1,1:4:4", "--strategy",
+                             "mirrored", "--epochs", "1", "--batch-size", "32", "--output", str(run)], env=env,
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["replicas"] == 2 and metrics["strategy_class"] == "DataParallel"
@@ -185,10 +185,9 @@ def _jax_processes(command, port, count=2):
     """`count` processes running `command` as one JAX run on loopback, each with two fake CPU devices."""
     return [subprocess.Popen(command, cwd=pathlib.Path(__file__).parent, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True,
-                             env=dict(ENV, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2",
-                                      KERAS_DISTRIBUTION_JOB_ADDRESSES=f"127.0.0.1:{port}",
-                                      KERAS_DISTRIBUTION_NUM_PROCESSES=str(count),
-                                      KERAS_DISTRIBUTION_PROCESS_ID=str(index)))
+                             env=jax_env(2, KERAS_DISTRIBUTION_JOB_ADDRESSES=f"127.0.0.1:{port}",
+                                         KERAS_DISTRIBUTION_NUM_PROCESSES=str(count),
+                                         KERAS_DISTRIBUTION_PROCESS_ID=str(index)))
             for index in range(count)]
 
 
@@ -220,7 +219,9 @@ def test_jax_across_two_processes_computes_the_single_process_step():
 @pytest.mark.slow
 def test_train_across_two_jax_processes_writes_from_process_0_and_resumes_after_a_kill(tmp_path):
     run, port = tmp_path / "run", free_port()
-    train = ["train", "--strategy", "multiworker", "--epochs", "2", "--batch-size", "32", "--output", str(run)]
+    # A small ResNeXt (depths 1-1, C=4, d=4): what is checked is the run across processes, not the model.
+    train = ["train", "--model", "1,1:4:4", "--strategy", "multiworker", "--epochs", "2", "--batch-size", "32",
+             "--output", str(run)]
     # Process 0 is killed inside its last epoch's backup (an event of the run's own, tests/kill_at_write.py);
     # process 1, left waiting for it, is killed then.
     chief, worker = _jax_processes([sys.executable, "kill_at_write.py", "training_metadata.json#2", *train], port)
@@ -250,8 +251,7 @@ def test_grouped_convolutions_stay_on_the_local_shard_under_jax_data_parallel(tm
     DataParallel over 8 devices every grouped conv of a ResNeXt ran on the global batch on each device, with 6
     all-gathers in the step. Checked on the compiled program (a global batch of 64): none now, every activation
     convolution on the device's 8, and the step is the one XLA's own partitioning computes, to the last bit."""
-    env = dict(ENV, KERAS_BACKEND="jax",
-               XLA_FLAGS=f"--xla_force_host_platform_device_count=8 --xla_dump_to={tmp_path}")
+    env = jax_env(8, f"--xla_dump_to={tmp_path}")
     result = subprocess.run([sys.executable, str(pathlib.Path(__file__).parent / "spmd_step.py"), str(tmp_path)],
                             env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
