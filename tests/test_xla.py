@@ -211,12 +211,12 @@ def test_the_gpu_benchmark_runs_its_own_code_on_the_cpu_in_seconds():
     import subprocess
     import sys
 
-    from helpers import ENV
+    from helpers import jax_env
 
     script = pathlib.Path(__file__).parents[1] / "benchmarks" / "accelerator.py"
     # Without LLVM's optimizations XLA compiles the eight graphs in 35 CPU-s instead of 56: the smoke
     # run checks the code, not its speed.
-    env = dict(ENV, KERAS_BACKEND="jax", XLA_FLAGS="--xla_backend_optimization_level=0")
+    env = jax_env(1)
     result = subprocess.run([sys.executable, str(script), "--smoke"], env=env, capture_output=True, text=True,
                             timeout=600, cwd=os.path.dirname(script))
     assert result.returncode == 0, result.stderr[-3000:]
