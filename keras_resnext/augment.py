@@ -3,7 +3,7 @@
 - The paper's (fb.resnet.torch's `transforms.lua`, which facebookresearch/ResNeXt trains
   with): `color_jitter` (brightness, contrast and saturation, 0.4 each, in random order)
   and `lighting` (AlexNet's PCA noise with ImageNet's eigenvalues and eigenvectors);
-  `paper_color`, both in one pass.
+  `paper_color`, both in one pass, and `paper_color_batch`, a batch of them in one call.
 - torchvision's recipe (references/classification, behind its v2 weights):
   `trivial_augment_wide` (TrivialAugmentWide's 14 ops as torchvision's tensor kernels
   compute them), `random_erasing`, and the batch-level `mix_batch` (MixUp or CutMix).
@@ -64,8 +64,24 @@ def paper_color(image, seed, dtype="float32"):
 
     `dtype="uint8"` rounds and clips to [0, 255] in the same pass: the uint8 pipeline's image.
     """
+    draws = paper_color_draws(image, seed)
+    return paper_color_batch(image[None], tuple(draw[None] for draw in draws), dtype)[0]
+
+
+def paper_color_draws(image, seed):
+    """What `paper_color` needs from one image and its seed: `(mean pixel, jitter factors, jitter order, lighting
+    alpha)`. Batched by tf.data, they colour the batch in one pass (`paper_color_batch`)."""
     factors, order = jitter_draws(seed)
-    return _paper_color_pass(image, mean_pixel(image), factors, order, lighting_draws(seed), dtype == "uint8")
+    return mean_pixel(image), factors, order, lighting_draws(seed)
+
+
+def paper_color_batch(images, draws, dtype="float32"):
+    """`paper_color` on a batch `(B, H, W, 3)`, each image with its own `draws` (`paper_color_draws`, batched).
+
+    One compiled call per batch: per image, the call itself cost the host pipeline about as
+    much as the pixels' work (BENCHMARKS.md).
+    """
+    return _paper_color_pass(images, *draws, dtype == "uint8")
 
 
 def mean_pixel(image):
@@ -151,18 +167,21 @@ def lighting_shifts(alphas):
 @tf.function(jit_compile=True)
 def _apply(image, matrix, offset):
     """`pixel @ matrix + offset` for every pixel."""
-    return _mapped(image, matrix, offset)
+    return _mapped(image[None], matrix[None], offset[None])[0]
 
 
 @tf.function(jit_compile=True)
-def _paper_color_pass(image, mean, factors, order, alpha, to_uint8):
-    matrix, offset = color_maps(mean[None], factors[None], tf.one_hot(order, 3)[None], lighting_shifts(alpha[None]))
-    image = _mapped(image, matrix[0], offset[0])
-    return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8) if to_uint8 else image
+def _paper_color_pass(images, means, factors, order, alphas, to_uint8):
+    matrix, offset = color_maps(means, factors, tf.one_hot(order, 3), lighting_shifts(alphas))
+    images = _mapped(images, matrix, offset)
+    return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 255.0)), tf.uint8) if to_uint8 else images
 
 
-def _mapped(image, matrix, offset):
-    return image[..., 0:1] * matrix[0] + image[..., 1:2] * matrix[1] + image[..., 2:3] * matrix[2] + offset
+def _mapped(images, matrix, offset):
+    """`pixel @ matrix[b] + offset[b]` for every pixel of each image `b` of `(B, H, W, 3)`."""
+    rows = matrix[:, None, None]  # (B, 1, 1, 3, 3): broadcast over the pixels
+    return (images[..., 0:1] * rows[..., 0, :] + images[..., 1:2] * rows[..., 1, :] + images[..., 2:3] * rows[..., 2, :]
+            + offset[:, None, None])
 
 
 # torchvision's TrivialAugmentWide: one of these ops per image, at one of 31 magnitudes (the wide ranges).

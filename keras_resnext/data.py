@@ -134,13 +134,14 @@ def load_dataset(
     finish = functools.partial(_finish, info=info, dtype=dtype)
     read = tf.io.read_file if name.startswith("folder:") else (lambda data: data)
     if training:
-        ds = _augmented(ds, info, augment, seed, read, dtype, augmentation, augment_repeats, batch_size)
-    elif augment is not None:
-        ds = ds.map(lambda image, label: (finish(_resize(image, info.image_size)), label), num_parallel_calls=AUTOTUNE)
-    else:  # encoded images (see `_source`): decoded whole, for the exact evaluation transform
-        crop = EvaluationCrop(info.image_size, crop_pct)
-        ds = ds.map(lambda data, label: (finish(crop(decode(read(data)))), label), num_parallel_calls=AUTOTUNE)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+        ds = _augmented(ds, info, augment, seed, read, dtype, augmentation, augment_repeats, batch_size, drop_remainder)
+    else:
+        if augment is not None:
+            ds = ds.map(lambda image, label: (finish(_resize(image, info.image_size)), label), num_parallel_calls=AUTOTUNE)
+        else:  # encoded images (see `_source`): decoded whole, for the exact evaluation transform
+            crop = EvaluationCrop(info.image_size, crop_pct)
+            ds = ds.map(lambda data, label: (finish(crop(decode(read(data)))), label), num_parallel_calls=AUTOTUNE)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
     if data_service is not None:
         ds = service.distribute(ds, data_service)
     options = tf.data.Options()
@@ -150,16 +151,17 @@ def load_dataset(
 
 
 def _finish(image, info, dtype):
-    """An image as the pipeline yields it: normalised float32, or uint8 (a float image rounded; a resize, flip or
-    TrivialAugmentWide stays in [0, 255], and the paper's colour makes its uint8 image itself, clipped)."""
+    """Images as the pipeline yields them, one `(H, W, 3)` or a batch: normalised float32, or uint8 (a float image
+    rounded; a resize, flip or TrivialAugmentWide stays in [0, 255], and the paper's colour makes its uint8 image
+    itself, clipped)."""
     if dtype == "uint8":
         return image if image.dtype == tf.uint8 else tf.cast(tf.round(image), tf.uint8)
     # (image - mean) / std, computed on rows with mean and std repeated along them: broadcast over the
     # three channels alone, TensorFlow's CPU kernels ran it at a third of the speed (the same values).
-    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    width = tf.shape(image)[-2]
     mean = tf.tile(tf.constant(info.mean, tf.float32) * 255.0, [width])
     std = tf.tile(tf.constant(info.std, tf.float32) * 255.0, [width])
-    return tf.reshape((tf.reshape(image, [height, -1]) - mean) / std, [height, width, 3])
+    return tf.reshape((tf.reshape(image, [-1, width * 3]) - mean) / std, tf.shape(image))
 
 
 def _source(name, split, data_dir, download, val_split=0.2, seed=0, strict=False, holdout=0.0):
@@ -265,9 +267,9 @@ def _check_repeats(augment_repeats, batch_size):
                          f"received {augment_repeats!r}.")
 
 
-def _augmented(ds, info, augment, seed, read, dtype, augmentation="paper", copies=1, batch_size=None):
-    """Shuffled, randomly augmented training examples (stateless, seeded per example) of `dtype`; `read` reads
-    an encoded example for the ImageNet-style crop; `copies` of each image per batch of `batch_size`."""
+def _augmented(ds, info, augment, seed, read, dtype, augmentation, copies, batch_size, drop_remainder):
+    """Batches of shuffled, randomly augmented training examples (stateless, seeded per example) of `dtype`; `read`
+    reads an encoded example for the ImageNet-style crop; `copies` of each image per batch of `batch_size`."""
     size = info.image_size
     buffer = min(info.num_examples, 10_000) if info.num_examples > 0 else 10_000
     ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
@@ -278,19 +280,27 @@ def _augmented(ds, info, augment, seed, read, dtype, augmentation="paper", copie
     ds = tf.data.Dataset.zip((ds, seeds))
     mean_pixel = tf.constant(info.mean, tf.float32) * 255.0
     finish = functools.partial(_finish, info=info, dtype=dtype)
+    # The paper's colour after an ImageNet-style crop: its draws per image, its pass per batch (one compiled call
+    # per batch; per image, the call cost as much as the pixels' work).
+    color_batches = augment is None and augmentation == "paper"
 
     def example(data, seed):
         if augment is not None:  # small images: the paper's pad-and-crop
             image = augment(_resize(data, size), seed)
         else:
             image = _training_crop(read(data), size, seed)
-            if augmentation == "paper":
-                image = augment_lib.paper_color(image, seed, dtype)  # uint8: rounded in the same pass
+            if color_batches:
+                return image, augment_lib.paper_color_draws(image, seed)
         if augmentation == "torchvision":
             image = augment_lib.torchvision_image(image, seed, mean_pixel)
         return finish(image)
 
-    return ds.map(lambda ex, s: (example(ex[0], s), ex[1]), num_parallel_calls=AUTOTUNE)
+    ds = ds.map(lambda ex, s: (example(ex[0], s), ex[1]), num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+    if color_batches:  # uint8: rounded and clipped in the same pass
+        ds = ds.map(lambda images, labels: (finish(augment_lib.paper_color_batch(*images, dtype)), labels),
+                    num_parallel_calls=AUTOTUNE)
+    return ds
 
 
 def _repeated(ds, copies, images, num_examples):

@@ -64,6 +64,22 @@ def test_the_uint8_colour_is_the_float_colour_clipped_and_rounded():
         assert np.mean(pixels.numpy() != expected) < 1e-3
 
 
+def test_a_batch_is_coloured_exactly_as_each_of_its_images_alone():
+    """The pipeline colours a batch in one call (`paper_color_batch`, each image with its own draws): what
+    `paper_color` makes of each image with its seed, float32 and uint8 (bit for bit on the AVX-512 EPYC; compiled
+    for another shape, a CPU may fuse a multiply and an add elsewhere: a rounding, and a tie of uint8's)."""
+    rng = np.random.default_rng(1)
+    images = tf.constant(rng.uniform(0, 255, (5, 24, 32, 3)).astype("float32"))
+    seeds = [tf.constant([i, 9], tf.int64) for i in range(5)]
+    draws = [tf.stack(parts) for parts in zip(*(augment.paper_color_draws(x, s) for x, s in zip(images, seeds)))]
+    for dtype in ("float32", "uint8"):
+        expected = np.stack([augment.paper_color(x, s, dtype).numpy() for x, s in zip(images, seeds)])
+        batch = augment.paper_color_batch(images, draws, dtype).numpy()
+        assert batch.dtype == expected.dtype
+        np.testing.assert_allclose(batch.astype("float32"), expected, rtol=0, atol=1 if dtype == "uint8" else 1e-3)
+        assert np.mean(batch != expected) < 1e-3
+
+
 def test_the_draws_are_spread_as_the_reference_draws_them():
     """Factors uniform in [0.6, 1.4], every order equally likely, alpha N(0, 0.1): over 3,000 seeds."""
     draws = [augment.jitter_draws(tf.constant([i, 0], tf.int64)) for i in range(3000)]
