@@ -136,11 +136,7 @@ def load_dataset(
     if training:
         ds = _augmented(ds, info, augment, seed, read, dtype, augmentation, augment_repeats, batch_size, drop_remainder)
     else:
-        if augment is not None:
-            ds = ds.map(lambda image, label: (finish(_resize(image, info.image_size)), label), num_parallel_calls=AUTOTUNE)
-        else:  # encoded images (see `_source`): decoded whole, for the exact evaluation transform
-            crop = EvaluationCrop(info.image_size, crop_pct)
-            ds = ds.map(lambda data, label: (finish(crop(decode(read(data)))), label), num_parallel_calls=AUTOTUNE)
+        ds = _evaluated(ds, info, augment, read, finish)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
     if data_service is not None:
         ds = service.distribute(ds, data_service)
@@ -148,6 +144,15 @@ def load_dataset(
     # Unseeded training may reorder for speed; evaluation keeps the split's order.
     options.deterministic = seed is not None or not training
     return ds.with_options(options).prefetch(AUTOTUNE), info
+
+
+def _evaluated(ds, info, augment, read, finish):
+    """Evaluation images: small ones resized; encoded ones (see `_source`) decoded whole, for the exact evaluation
+    transform."""
+    if augment is not None:
+        return ds.map(lambda image, label: (finish(_resize(image, info.image_size)), label), num_parallel_calls=AUTOTUNE)
+    crop = EvaluationCrop(info.image_size, info.crop_pct)
+    return ds.map(lambda data, label: (finish(crop(decode(read(data)))), label), num_parallel_calls=AUTOTUNE)
 
 
 def _finish(image, info, dtype):
