@@ -64,7 +64,7 @@ def test_the_uint8_colour_is_the_float_colour_clipped_and_rounded():
         assert np.mean(pixels.numpy() != expected) < 1e-3
 
 
-def test_a_batch_is_coloured_exactly_as_each_of_its_images_alone():
+def test_a_batch_is_coloured_as_each_of_its_images_alone():
     """The pipeline colours a batch in one call (`paper_color_batch`, each image with its own draws): what
     `paper_color` makes of each image with its seed, float32 and uint8 (bit for bit on the AVX-512 EPYC; compiled
     for another shape, a CPU may fuse a multiply and an add elsewhere: a rounding, and a tie of uint8's)."""
