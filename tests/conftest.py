@@ -24,6 +24,9 @@ def pytest_unconfigure(config):
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Records of verified downloads go to a throwaway folder, never the user's ~/.cache.
 _throwaway_folder("KERAS_RESNEXT_CACHE", "keras-resnext-cache-")
+# The processes the tests kill cannot remove their temporary files (TensorFlow's autograph writes one
+# per converted function and deletes it at exit): 240 were left in /tmp by test_resume.py alone.
+_throwaway_folder("TMPDIR", "keras-resnext-tmp-")
 if os.environ.get("KERAS_BACKEND") == "jax":  # TensorFlow runs without XLA on CPUs
     # Compiling each new model, shape and eager op with XLA is most of a JAX test's time, and most
     # tests build the same few models: one persistent compilation cache for the run (every worker)
