@@ -1,7 +1,8 @@
 """Makes docs/images/gradcam_example.png, the Grad-CAM guide's picture: `python docs/scripts/gradcam_example.py`.
 
-A small ResNeXt learns, in about 15 s on 2 CPU cores, that the colour of a 6x6 patch at a random
-place decides the class; Grad-CAM at P2 (stride 4) then shows where it looked, for four test images.
+A small ResNeXt learns that the colour of a 6x6 patch at a random place decides the class (5 s of
+training on 2 cores of an AVX-512 EPYC); Grad-CAM at P2 (stride 4) then shows where it looked, for
+four test images.
 """
 
 import os

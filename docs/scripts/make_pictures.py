@@ -1,10 +1,10 @@
 """Makes the site's pictures in docs/images/ from real runs: `python docs/scripts/make_pictures.py`.
 
-- curves.png, confusion_matrix.png: the main job (`keras-resnext train`, ~1 min on 2 cores), as
+- curves.png, confusion_matrix.png: the main job (`keras-resnext train`, 20-76 s on 2 cores, by CPU), as
   its run folder has them;
 - accuracy_vs_cardinality.png, accuracy_vs_speed.png: the recorded search of tuning/results/digits_20m,
   drawn again;
-- gradcam_example.png: docs/scripts/gradcam_example.py (a model trained for it, ~15 s).
+- gradcam_example.png: docs/scripts/gradcam_example.py (a model trained for it, 12 s in all on an AVX-512 EPYC).
 """
 
 import json
