@@ -37,6 +37,19 @@ def positive_int(text):
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}") from None
 
 
+def positive_ints(separator, example):
+    """An argparse type: positive integers joined by `separator` (`1,2,4` or `3-4-6-3`), as a list."""
+
+    def parse(text):
+        try:
+            return [positive_int(part) for part in text.split(separator)]
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"expected positive integers joined by {separator!r}, such as {example}; got {text!r}") from None
+
+    return parse
+
+
 def cmd_summary(args):
     import keras
 
@@ -237,8 +250,8 @@ def _tune_arguments(args):
         "seed": args.seed, "val_split": args.val_split, "repeats": args.repeats, "recipe": args.recipe,
         "precision": args.precision, "schedule": args.schedule, "optimizer": args.optimizer,
         "label_smoothing": args.label_smoothing, "max_latency_ms": args.max_latency_ms,
-        "cardinalities": args.cardinalities and [int(c) for c in args.cardinalities.split(",")],
-        "depth_options": args.depths and [[int(d) for d in t.split("-")] for t in args.depths],
+        "cardinalities": args.cardinalities,
+        "depth_options": args.depths,
     }
     kwargs.update({k: v for k, v in given.items() if v is not None})
     if "depth_options" in kwargs:
@@ -409,8 +422,10 @@ def _tune_parser(sub):
     p.add_argument("--epochs", type=positive_int, default=None, help="per trial (Hyperband: the most per trial)")
     p.add_argument("--output", default=None, help="default tune-run; run again to resume")
     p.add_argument("--tuner", default=None, choices=TUNERS)
-    p.add_argument("--cardinalities", default=None, help="comma-separated, default 1,2,4,8,16,32")
-    p.add_argument("--depths", action="append", default=None, help="a depth template such as 3-4-6-3; repeatable")
+    p.add_argument("--cardinalities", type=positive_ints(",", "1,2,4,8"), default=None,
+                   help="comma-separated, default 1,2,4,8,16,32")
+    p.add_argument("--depths", type=positive_ints("-", "3-4-6-3"), action="append", default=None,
+                   help="a depth template such as 3-4-6-3; repeatable")
     p.add_argument("--stem", default=None, choices=STEMS)
     p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--tolerance", type=float, default=None, help="budget tolerance, default 0.05")

@@ -99,16 +99,25 @@ def check_stem(stem):
     return check_choice("stem", stem, STEMS)
 
 
+def positive_ints(name, values, what):
+    """`values` as a tuple of positive integers (at least one), else a ValueError that says they are `what`."""
+    try:
+        checked = tuple(positive_int(name, value) for value in values)
+    except (TypeError, ValueError):
+        checked = ()
+    if not checked:
+        raise ValueError(f"`{name}` must be {what}; received {name}={values!r}.")
+    return checked
+
+
+def check_depths(depths):
+    return positive_ints("depths", depths, "positive block counts per stage")
+
+
 def check_architecture(depths, cardinality, bottleneck_width, stem="imagenet"):
     """The checked `(depths, cardinality, bottleneck_width, stem)` of a ResNeXt."""
-    try:
-        depths = tuple(positive_int("depths", d) for d in depths)
-    except (TypeError, ValueError):
-        depths = None
-    if not depths:
-        raise ValueError(f"`depths` must be positive block counts per stage; received depths={depths!r}.")
     return (
-        depths,
+        check_depths(depths),
         positive_int("cardinality", cardinality),
         positive_int("bottleneck_width", bottleneck_width),
         check_stem(stem),

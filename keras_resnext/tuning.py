@@ -29,7 +29,8 @@ import numpy as np
 
 from keras_resnext import cost, files, fitting, models
 from keras_resnext.search_report import candidate_key
-from keras_resnext.config import RESNET50, TUNERS, VARIANTS, check_choice, positive_int
+from keras_resnext.config import (RESNET50, TUNERS, VARIANTS, check_choice, check_depths, positive_int,
+                                  positive_ints)
 from keras_resnext.flops import count_macs_config, count_params_config
 
 RESNET50_DEPTHS = RESNET50["depths"]
@@ -136,6 +137,11 @@ def parse_budget(text, *, input_size=224, classes=1000):
 def feasible_candidates(budget_macs, cardinalities, depth_options, *, stem="imagenet", input_size=224,
                         classes=1000, tolerance=0.05):
     """Every (depths, C) affordable within `tolerance`, with its bottleneck width d, MACs and parameters."""
+    # Checked first: a bad choice would otherwise read as one the budget cannot afford.
+    cardinalities = dict.fromkeys(positive_ints("cardinalities", cardinalities, "positive integers"))
+    depth_options = dict.fromkeys(check_depths(depths) for depths in depth_options)
+    if not depth_options:
+        raise ValueError("`depth_options` must hold at least one depth template, such as [(1, 1, 1)].")
     candidates = []
     for depths in depth_options:
         for c in cardinalities:

@@ -7,6 +7,7 @@ shows it (a traceback never reaching the terminal; the quiet start is test_start
 import json
 import os
 import pathlib
+import zipfile
 
 import numpy as np
 import onnxruntime as ort
@@ -119,6 +120,11 @@ def _edge_case_files(tmp_path, main_job):
     (broken / "model.keras").write_bytes((main_job / "model.keras").read_bytes())
     (broken / "metrics.json").write_text('{"status": "completed", "test_accuracy": NaN')
     (tmp_path / "spec.json").write_text(json.dumps({"budget": "20M", "cardinalitys": [1, 2]}))
+    (tmp_path / "zero_cardinality.json").write_text(json.dumps({"budget": "20M", "cardinalities": [0, 8]}))
+    model = (main_job / "model.keras").read_bytes()
+    (tmp_path / "truncated.keras").write_bytes(model[:len(model) // 2])  # a zip whose directory is cut off
+    with zipfile.ZipFile(tmp_path / "other_zip.keras", "w") as archive:  # a whole zip, but not Keras'
+        archive.writestr("notes.txt", "not a model")
     (tmp_path / "image.png").write_bytes(b"")
     legacy = tmp_path / "legacy_run" / "backup"  # a run killed under an older version: Keras' SGD velocity
     legacy.mkdir(parents=True)
@@ -139,13 +145,21 @@ EDGE_CASES = [
      "holds the state of Keras' SGD (an older keras-resnext), not of this run's keras_resnext>TorchSGD"),
     (["tune", "--budget", "0", "--output", "{tmp}/tune"], 2, "The budget must be at least 1 MAC"),
     (["tune", "--spec", "{tmp}/spec.json"], 2, "unknown keys cardinalitys"),
+    (["tune", "--cardinalities", "0,8"], 2,
+     "argument --cardinalities: expected positive integers joined by ',', such as 1,2,4,8; got '0,8'"),
+    (["tune", "--depths", "3-x"], 2, "argument --depths: expected positive integers joined by '-', such as 3-4-6-3"),
+    (["tune", "--spec", "{tmp}/zero_cardinality.json", "--output", "{tmp}/tune"], 2,
+     "`cardinalities` must be positive integers; received cardinalities=[0, 8]"),
     (["predict", "{tmp}/image.png", "--top", "0"], 2, "argument --top: must be at least 1, got 0"),
     (["predict", "{tmp}/image.png", "--top", "-1"], 2, "argument --top: must be at least 1, got -1"),
     (["predict", "{tmp}/image.png", "--model", "NoSuch"], 2, "unknown model 'NoSuch'"),
     (["predict", "{tmp}/no_images", "--model-file", "{run}/model.keras"], 2, "No image files to predict"),
     (["weights", "--model", "nosuch"], 2, "no pretrained weights for model 'nosuch'"),
-    (["evaluate", "{tmp}/corrupt.keras"], 2, "corrupt.keras' is not a readable Keras model"),
-    (["evaluate", "{tmp}/empty.keras"], 2, "empty.keras' is not a readable Keras model"),
+    (["evaluate", "{tmp}/corrupt.keras"], 2, "corrupt.keras' is not a readable Keras model: a .keras file is a zip"),
+    (["evaluate", "{tmp}/empty.keras"], 2, "empty.keras' is not a readable Keras model: a .keras file is a zip"),
+    (["evaluate", "{tmp}/truncated.keras"], 2, "truncated.keras' is not a readable Keras model: a .keras file is a "
+                                              "zip archive, and this is not a whole one"),
+    (["evaluate", "{tmp}/other_zip.keras"], 2, "other_zip.keras' is not a readable Keras model (KeyError: "),
     (["evaluate", "{tmp}/missing.keras"], 2, "No model file"),
     (["evaluate", "{tmp}/broken_run/model.keras"], 2, "metrics.json is not readable JSON"),
     (["export", "{run}/model.keras", "--format", "onnx", "--output", "/proc/no/such/dir/m.onnx"], 1,

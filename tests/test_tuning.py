@@ -59,6 +59,24 @@ def test_only_affordable_candidates_enter_the_search_space():
         tuning.ResNeXtHyperModel(1000, (32, 32, 3), 10)
 
 
+@pytest.mark.parametrize("cardinalities, depth_options, message", [
+    ((0, 8), ((1, 1, 1),), r"`cardinalities` must be positive integers; received cardinalities=\(0, 8\)"),
+    ([], ((1, 1, 1),), r"`cardinalities` must be positive integers; received cardinalities=\[\]"),
+    (8, ((1, 1, 1),), "`cardinalities` must be positive integers; received cardinalities=8"),
+    ((8,), ((1, 0, 1),), r"`depths` must be positive block counts per stage; received depths=\(1, 0, 1\)"),
+    ((8,), (), "`depth_options` must hold at least one depth template"),
+])
+def test_a_bad_choice_is_named_not_taken_for_one_the_budget_cannot_afford(cardinalities, depth_options, message):
+    with pytest.raises(ValueError, match=message):
+        tuning.ResNeXtHyperModel(20_000_000, (32, 32, 3), 10, cardinalities=cardinalities, depth_options=depth_options)
+
+
+def test_a_choice_given_twice_is_one_candidate():
+    once = tuning.feasible_candidates(20_000_000, (4, 8), [(1, 1, 1)], input_size=32, classes=10)
+    twice = tuning.feasible_candidates(20_000_000, [4, 8, 4], [(1, 1, 1), [1, 1, 1]], input_size=32, classes=10)
+    assert twice == once and [c["cardinality"] for c in once] == [4, 8]
+
+
 def small_search(tmp_path):
     """Data arguments for a search on a small colour folder at 32 px: searches that cost little beyond start-up."""
     folder = small_colour_tree(tmp_path / "colours")

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import zipfile
 
 import keras
 import numpy as np
@@ -70,6 +71,9 @@ def load_run_model(path):
     """A model saved by `train` (`model.keras`) and its run's metrics, if present."""
     if not os.path.isfile(path):
         raise ValueError(f"No model file {path!r}: give the model.keras of a run folder.")
+    if str(path).endswith(".keras") and not zipfile.is_zipfile(path):  # Keras would say "File not found"
+        raise ValueError(f"{path!r} is not a readable Keras model: a .keras file is a zip archive, and this is not "
+                         "a whole one (cut short, damaged, or another kind of file).")
     try:
         model = keras.models.load_model(path)
     except Exception as e:  # noqa: BLE001 - Keras raises many kinds for a broken archive
