@@ -409,11 +409,16 @@ def _fresh_session(precision):
 def validation_results(model, dataset):
     """`(accuracy, loss)` of `model` on `dataset` (int or one-hot labels), through its compiled predict
     function, the one `cost.measure` timed: no second function to trace."""
-    truth, probabilities = [], []
+    truth, probabilities, size = [], [], None
     for images, labels in dataset:
-        labels = keras.ops.convert_to_numpy(labels)
+        images, labels = keras.ops.convert_to_numpy(images), keras.ops.convert_to_numpy(labels)
         truth.append(labels.argmax(-1) if labels.ndim > 1 else labels)
-        probabilities.append(np.asarray(model.predict_on_batch(images), "float32"))
+        count = len(labels)
+        size = size or count
+        # The last, partial batch padded to the others' shape: one predict function traced for the pass, not two
+        # (with cost.measure's, TensorFlow warned of retracing in every search).
+        padded = np.pad(images, [(0, size - count)] + [(0, 0)] * (images.ndim - 1))
+        probabilities.append(np.asarray(model.predict_on_batch(padded), "float32")[:count])
     truth, probabilities = np.concatenate(truth), np.concatenate(probabilities)
     loss = -np.log(np.clip(probabilities[np.arange(len(truth)), truth], 1e-7, 1.0))
     return float(np.mean(probabilities.argmax(-1) == truth)), float(np.mean(loss))

@@ -1,5 +1,6 @@
 import csv
 import json
+import logging
 import subprocess
 import sys
 
@@ -93,8 +94,16 @@ def test_tune_selects_on_held_out_data_with_seeds_and_intervals_and_resumes(tmp_
     out = tmp_path / "search"
     args = ["tune", "--dataset", "digits", "--budget", "20M", "--cardinalities", "1,4,32", "--epochs", "1",
             "--repeats", "2", "--output", str(out)]
-    result = command(*args, "--max-trials", "2")
+    tensorflow_log = []  # TensorFlow's Python warnings reach the terminal around `command`'s capture
+    handler = logging.Handler()
+    handler.emit = lambda record: tensorflow_log.append(record.getMessage())
+    logging.getLogger("tensorflow").addHandler(handler)
+    try:
+        result = command(*args, "--max-trials", "2")
+    finally:
+        logging.getLogger("tensorflow").removeHandler(handler)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert not [line for line in tensorflow_log if "retracing" in line], tensorflow_log  # one shape per pass
     summary = json.loads((out / "summary.json").read_text())
     # Three splits: the search never sees the test split; digits' 1,437 training images are train + validation.
     assert summary["selected_on"] == "validation"
