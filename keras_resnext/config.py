@@ -88,6 +88,15 @@ def positive_int(name, value):
     return int(value)
 
 
+def check_fraction(name, value, allow_zero=False):
+    """`value` as a float if it is a fraction in (0, 1) (in [0, 1) with `allow_zero`), else a ValueError."""
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not (number and (0 <= value if allow_zero else 0 < value) and value < 1):
+        interval = "[0, 1)" if allow_zero else "(0, 1)"
+        raise ValueError(f"`{name}` must be a fraction in {interval}; received {name}={value!r}.")
+    return float(value)
+
+
 def check_choice(name, value, choices):
     """`value` if it is one of `choices`, else a ValueError that lists them."""
     if value not in choices:

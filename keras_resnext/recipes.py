@@ -14,7 +14,8 @@ import dataclasses
 import functools
 
 from keras_resnext import devices, training
-from keras_resnext.config import COLOR_PLACES, OPTIMIZERS, RECIPES, SMALL_IMAGE_DATASETS, check_choice
+from keras_resnext.config import (COLOR_PLACES, OPTIMIZERS, RECIPES, SMALL_IMAGE_DATASETS, check_choice,
+                                  check_fraction)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +81,7 @@ class PaperRecipe(Recipe):
     def __post_init__(self):
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("color", self.color, COLOR_PLACES)
+        check_fraction("label_smoothing", self.label_smoothing, allow_zero=True)
         if self.schedule not in ("step", "cosine"):
             raise ValueError(f"`schedule` must be 'step' or 'cosine'; received {self.schedule!r}.")
 
@@ -134,6 +136,9 @@ class TorchvisionRecipe(Recipe):
     ema_decay: float = 0.99998
     ema_steps: int = 32
     warmup_epochs: int = None
+
+    def __post_init__(self):
+        check_fraction("label_smoothing", self.label_smoothing, allow_zero=True)
 
     @property
     def one_hot_labels(self):

@@ -24,7 +24,7 @@ import keras
 
 from keras_resnext import devices, distribute, files, models, run_folder
 from keras_resnext import ema as ema_lib
-from keras_resnext.config import OPTIMIZERS, check_choice
+from keras_resnext.config import OPTIMIZERS, check_choice, check_fraction
 from keras_resnext.layers import TorchBatchNormalization
 from keras_resnext.models import ResNeXtModel, classifier
 from keras_resnext.optimizers import EpochWarmupCosine, MultiStepDecay, TorchSGD, WarmupSchedule
@@ -113,6 +113,7 @@ def _recipe(steps_per_epoch, epochs, peak, schedule, drops, warmup_epochs, weigh
         raise ValueError(f"`schedule` must be 'step' or 'cosine'; received {schedule!r}.")
     if warmup:
         lr = WarmupSchedule(lr, warmup, peak)
+    label_smoothing = check_fraction("label_smoothing", label_smoothing, allow_zero=True)
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing) if label_smoothing else (
         keras.losses.SparseCategoricalCrossentropy()
     )
@@ -206,7 +207,8 @@ def torchvision_recipe(steps_per_epoch, epochs=600, batch_size=1024, num_example
     lr = EpochWarmupCosine(peak, steps_per_epoch, epochs, warmup_epochs=warmup_epochs)
     optimizer = TorchSGD(lr, momentum=0.9, nesterov=False, weight_decay=weight_decay)
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta"])  # torchvision's norm_weight_decay 0
-    loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=check_fraction("label_smoothing", label_smoothing,
+                                                                               allow_zero=True))
     decay = ema_lib.adjusted_decay(ema_decay, batch_size, ema_steps, epochs, num_examples)
     settings = dict(name="torchvision", base_lr=base_lr, per_batch=1024, lr=peak, momentum=0.9, nesterov=False,
                     schedule="cosine", warmup_epochs=warmup_epochs, warmup_factor=0.01, weight_decay=weight_decay,

@@ -29,8 +29,8 @@ import numpy as np
 
 from keras_resnext import cost, files, fitting, models
 from keras_resnext.search_report import candidate_key
-from keras_resnext.config import (RESNET50, TUNERS, VARIANTS, check_choice, check_depths, positive_int,
-                                  positive_ints)
+from keras_resnext.config import (RESNET50, TUNERS, VARIANTS, check_choice, check_depths, check_fraction,
+                                  positive_int, positive_ints)
 from keras_resnext.flops import count_macs_config, count_params_config
 
 RESNET50_DEPTHS = RESNET50["depths"]
@@ -138,6 +138,7 @@ def feasible_candidates(budget_macs, cardinalities, depth_options, *, stem="imag
                         classes=1000, tolerance=0.05):
     """Every (depths, C) affordable within `tolerance`, with its bottleneck width d, MACs and parameters."""
     # Checked first: a bad choice would otherwise read as one the budget cannot afford.
+    check_fraction("tolerance", tolerance)
     cardinalities = dict.fromkeys(positive_ints("cardinalities", cardinalities, "positive integers"))
     depth_options = dict.fromkeys(check_depths(depths) for depths in depth_options)
     if not depth_options:

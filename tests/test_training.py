@@ -33,6 +33,20 @@ def test_recipes_follow_the_paper():
         training.imagenet_recipe(10, schedule="linear")
 
 
+@pytest.mark.parametrize("label_smoothing", [1.0, 2, -0.1, float("nan"), "0.1"])
+def test_label_smoothing_outside_zero_to_one_is_refused_by_every_recipe(label_smoothing):
+    from keras_resnext import recipes
+
+    message = r"`label_smoothing` must be a fraction in \[0, 1\)"
+    for make in (lambda: training.cifar_recipe(10, label_smoothing=label_smoothing),
+                 lambda: training.imagenet_recipe(10, label_smoothing=label_smoothing),
+                 lambda: training.torchvision_recipe(10, epochs=10, label_smoothing=label_smoothing),
+                 lambda: recipes.PaperRecipe(label_smoothing=label_smoothing),
+                 lambda: recipes.TorchvisionRecipe(label_smoothing=label_smoothing)):
+        with pytest.raises(ValueError, match=message):
+            make()
+
+
 def test_the_papers_weight_decay_reaches_every_parameter_and_the_decoupled_one_skips_batchnorm_and_biases():
     def first_step(optimizer):
         kernel, gamma, bias = (keras.Variable(np.ones(3, "float32"), name=n) for n in ("kernel", "gamma", "bias"))

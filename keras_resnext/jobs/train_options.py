@@ -9,6 +9,8 @@
 import dataclasses
 import warnings
 
+from keras_resnext.config import check_fraction
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainingData:
@@ -39,6 +41,7 @@ class TrainingData:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"A data set is named by a string (digits, cifar10, folder:<root> or a tfds name); "
                              f"received {self.name!r}.")
+        check_fraction("val_split", self.val_split)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from keras_resnext import data, files, plots, recipes, training
-from keras_resnext.config import eval_split, positive_int
+from keras_resnext.config import check_fraction, eval_split, positive_int
 from keras_resnext.jobs.reports import _truth_and_outputs
 from keras_resnext.jobs.run_inputs import _recipe_data_options
 
@@ -49,7 +49,7 @@ def tune(dataset="digits", budget="20M", max_trials=3, epochs=1, output="tune-ru
     from keras_resnext import tuning  # keras-tuner is imported only by the jobs that search
 
     recipe = recipes.resolve(recipe, schedule=schedule, label_smoothing=label_smoothing, optimizer=optimizer)
-    repeats, epochs = _checked_search_arguments(repeats, epochs, max_latency_ms)
+    repeats, epochs = _checked_search_arguments(repeats, epochs, max_latency_ms, val_split)
     keras.utils.set_random_seed(seed)
     precision = training.set_precision(precision)
     options = dict(_recipe_data_options(recipe, dataset, "default", None), train_size=None)  # one size searched
@@ -84,8 +84,9 @@ def _budget_hypermodel(budget, info, cardinalities, depth_options, stem, toleran
                                     include_preprocessing=(info.mean, info.std))
 
 
-def _checked_search_arguments(repeats, epochs, max_latency_ms):
-    """`(repeats, epochs)` of a search, checked; a ValueError for bad ones."""
+def _checked_search_arguments(repeats, epochs, max_latency_ms, val_split):
+    """`(repeats, epochs)` of a search, checked with its other numbers; a ValueError for bad ones."""
+    check_fraction("val_split", val_split)  # the held-out part the candidates are ranked on
     if max_latency_ms is not None and not max_latency_ms > 0:
         raise ValueError(f"`max_latency_ms` must be a positive number of milliseconds; received {max_latency_ms!r}.")
     return positive_int("repeats", repeats), positive_int("epochs", epochs)
