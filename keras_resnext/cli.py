@@ -254,8 +254,6 @@ def _tune_arguments(args):
         "depth_options": args.depths,
     }
     kwargs.update({k: v for k, v in given.items() if v is not None})
-    if "depth_options" in kwargs:
-        kwargs["depth_options"] = [tuple(t) for t in kwargs["depth_options"]]
     return kwargs
 
 

@@ -140,24 +140,28 @@ def feasible_candidates(budget_macs, cardinalities, depth_options, *, stem="imag
     # Checked first: a bad choice would otherwise read as one the budget cannot afford.
     check_fraction("tolerance", tolerance)
     cardinalities = dict.fromkeys(positive_ints("cardinalities", cardinalities, "positive integers"))
-    depth_options = dict.fromkeys(check_depths(depths) for depths in depth_options)
-    if not depth_options:
-        raise ValueError("`depth_options` must hold at least one depth template, such as [(1, 1, 1)].")
+    try:
+        templates = dict.fromkeys(check_depths(depths) for depths in depth_options)
+    except TypeError:  # not a collection of templates at all (check_depths names a bad template itself)
+        templates = {}
+    if not templates:
+        raise ValueError(f"`depth_options` must hold at least one depth template, such as [(1, 1, 1)]; received "
+                         f"depth_options={depth_options!r}.")
     candidates = []
-    for depths in depth_options:
+    for depths in templates:
         for c in cardinalities:
             try:
-                d = width_for_budget(c, budget_macs, "network", tuple(depths), stem=stem, input_size=input_size,
+                d = width_for_budget(c, budget_macs, "network", depths, stem=stem, input_size=input_size,
                                      classes=classes, tolerance=tolerance)
             except ValueError:
                 continue  # pruned: not affordable at this budget
             config = dict(stem=stem, classes=classes)
             candidates.append({
-                "depths": tuple(depths),
+                "depths": depths,
                 "cardinality": c,
                 "bottleneck_width": d,
-                "macs": count_macs_config(tuple(depths), c, d, input_size=input_size, **config),
-                "params": count_params_config(tuple(depths), c, d, **config),
+                "macs": count_macs_config(depths, c, d, input_size=input_size, **config),
+                "params": count_params_config(depths, c, d, **config),
             })
     return candidates
 

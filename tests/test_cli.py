@@ -121,6 +121,7 @@ def _edge_case_files(tmp_path, main_job):
     (broken / "metrics.json").write_text('{"status": "completed", "test_accuracy": NaN')
     (tmp_path / "spec.json").write_text(json.dumps({"budget": "20M", "cardinalitys": [1, 2]}))
     (tmp_path / "zero_cardinality.json").write_text(json.dumps({"budget": "20M", "cardinalities": [0, 8]}))
+    (tmp_path / "flat_depths.json").write_text(json.dumps({"budget": "20M", "depth_options": [3]}))  # not [[3]]
     model = (main_job / "model.keras").read_bytes()
     (tmp_path / "truncated.keras").write_bytes(model[:len(model) // 2])  # a zip whose directory is cut off
     with zipfile.ZipFile(tmp_path / "other_zip.keras", "w") as archive:  # a whole zip, but not Keras'
@@ -157,6 +158,8 @@ EDGE_CASES = [
     (["tune", "--depths", "3-x"], 2, "argument --depths: expected positive integers joined by '-', such as 3-4-6-3"),
     (["tune", "--spec", "{tmp}/zero_cardinality.json", "--output", "{tmp}/tune"], 2,
      "`cardinalities` must be positive integers; received cardinalities=[0, 8]"),
+    (["tune", "--spec", "{tmp}/flat_depths.json", "--output", "{tmp}/tune"], 2,
+     "`depths` must be positive block counts per stage; received depths=3"),
     (["predict", "{tmp}/image.png", "--top", "0"], 2, "argument --top: must be at least 1, got 0"),
     (["predict", "{tmp}/image.png", "--top", "-1"], 2, "argument --top: must be at least 1, got -1"),
     (["predict", "{tmp}/image.png", "--model", "NoSuch"], 2, "unknown model 'NoSuch'"),
