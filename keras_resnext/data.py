@@ -25,7 +25,8 @@ import tensorflow as tf
 
 from keras_resnext import augment as augment_lib
 from keras_resnext import service
-from keras_resnext.config import DATASETS, check_choice, eval_split  # noqa: F401 (eval_split re-exported)
+from keras_resnext.config import (  # noqa: F401 (eval_split re-exported)
+    DATASETS, check_choice, check_fraction, eval_split)
 from keras_resnext.evaluation_crop import EvaluationCrop
 from keras_resnext.imagenet_utils import IMAGENET_MEAN, IMAGENET_STD
 
@@ -177,7 +178,7 @@ def _source(name, split, data_dir, download, val_split=0.2, seed=0, strict=False
     are the encoded files (an image folder's: their paths), for the crop to decode
     (`_training_crop`). With `holdout`, the training split is divided (`_held_out`).
     """
-    if holdout:
+    if holdout or split == HOLDOUT:  # split="holdout" without a fraction is refused there, not as an unknown split
         return _held_out(name, split, holdout, data_dir, download, val_split, seed, strict)
     if name == "digits":
         ds, info = _digits(split)
@@ -201,8 +202,7 @@ def _held_out(name, split, fraction, data_dir, download, val_split, seed, strict
     """`_source`'s training split less a stratified `fraction` (`split="train"`), or that fraction ("holdout")."""
     if split not in ("train", HOLDOUT):
         raise ValueError(f"With a holdout, split must be 'train' or '{HOLDOUT}'; received split={split!r}.")
-    if not 0 < fraction < 1:
-        raise ValueError(f"The holdout must be a fraction in (0, 1); received {fraction!r}.")
+    check_fraction("holdout", fraction)
     ds, info, augment = _source(name, "train", data_dir, download, val_split, seed, strict)
     labels = _training_labels(name, data_dir, val_split, seed, strict, info.num_examples)
     held = holdout_mask(labels, fraction, seed)

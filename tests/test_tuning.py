@@ -65,7 +65,9 @@ def test_only_affordable_candidates_enter_the_search_space():
     ([], ((1, 1, 1),), r"`cardinalities` must be positive integers; received cardinalities=\[\]"),
     (8, ((1, 1, 1),), "`cardinalities` must be positive integers; received cardinalities=8"),
     ((8,), ((1, 0, 1),), r"`depths` must be positive block counts per stage; received depths=\(1, 0, 1\)"),
-    ((8,), (), "`depth_options` must hold at least one depth template"),
+    ((8,), (), r"`depth_options` must hold at least one depth template, such as \[\(1, 1, 1\)\]; received "
+               r"depth_options=\(\)"),
+    ((8,), 3, "`depth_options` must hold at least one depth template.*received depth_options=3"),
 ])
 def test_a_bad_choice_is_named_not_taken_for_one_the_budget_cannot_afford(cardinalities, depth_options, message):
     with pytest.raises(ValueError, match=message):
@@ -197,6 +199,9 @@ def test_the_held_out_part_is_stratified_seeded_and_disjoint_from_training(tmp_p
     assert len(seen["holdout"]) == 10 and not seen["train"] & seen["holdout"]  # 25% of the 38 training pictures
     with pytest.raises(ValueError, match="split must be 'train' or 'holdout'"):
         data.load_dataset("digits", "test", holdout=0.1)
+    for fraction in (0.0, 1.0):  # the held-out part asked for, with no fraction to hold out
+        with pytest.raises(ValueError, match=rf"`holdout` must be a fraction in \(0, 1\); received holdout={fraction}"):
+            data.load_dataset("digits", "holdout", holdout=fraction)
 
 
 def test_bootstrap_intervals_separation_and_the_pareto_front():
