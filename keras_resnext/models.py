@@ -82,6 +82,7 @@ def ResNeXt(
     arguments = dict(locals())  # as given: what the model records of itself (`ResNeXtModel.architecture`)
     depths, cardinality, bottleneck_width, stem = config.check_architecture(depths, cardinality, bottleneck_width, stem)
     config.check_choice("pooling", pooling, POOLINGS)
+    config.check_choice("block_form", block_form, config.BLOCK_FORMS)  # named as the caller passed it
     config.check_choice("output_stride", output_stride, config.OUTPUT_STRIDES)
     freeze_stages = config.check_freeze_stages(freeze_stages, depths)
     selected = _selected_levels(features_only, out_indices, depths, stem, output_stride)
@@ -404,8 +405,10 @@ def obtain_input_shape(input_shape, default_size, include_top, pretrained, min_s
             raise ValueError(
                 f"`input_shape` must be a tuple of three integers; received input_shape={input_shape}."
             )
-        if input_shape[-1] is None or input_shape[-1] < 1:
+        if input_shape[-1] is None:
             raise ValueError(f"The channel count must be known; Received `input_shape={input_shape}`")
+        if input_shape[-1] < 1:
+            raise ValueError(f"The channel count must be at least 1; Received `input_shape={input_shape}`")
     channels = input_shape[-1] if input_shape is not None else 3
     default_shape = (default_size, default_size, channels)
     if pretrained and include_top:

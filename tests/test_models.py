@@ -104,6 +104,7 @@ def test_constructors_have_the_keras_applications_signature():
         (dict(weights=None, input_shape=(224, 224)), "three integers"),
         (dict(weights="imagenet", input_shape=(256, 256, 3)), "should be \\(224, 224, 3\\)"),
         (dict(weights="imagenet", include_top=False, input_shape=(224, 224, None)), "channel count must be known"),
+        (dict(weights=None, include_top=False, input_shape=(64, 64, 0)), "channel count must be at least 1"),
         (dict(weights=None, include_top=False, pooling="mean"), "`pooling` must be one of"),
         (dict(weights="imagenet", classifier_activation="relu"), "Only `None` and `softmax`"),
     ],
@@ -120,7 +121,7 @@ def test_bad_arguments_raise_like_keras_applications(kwargs, message):
         (dict(depths=(1, 1), cardinality=0, bottleneck_width=4), "`cardinality`"),
         (dict(depths=(1, 1), cardinality=8, bottleneck_width=2.5), "`bottleneck_width`"),
         (dict(depths=(1, 1), cardinality=8, bottleneck_width=4, stem="tiny"), "`stem`"),
-        (dict(depths=(1, 1), cardinality=8, bottleneck_width=4, block_form="mixed"), "`form`"),
+        (dict(depths=(1, 1), cardinality=8, bottleneck_width=4, block_form="mixed"), "`block_form` must be one of"),
     ],
 )
 def test_generic_builder_validates_its_configuration(kwargs, message):
