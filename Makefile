@@ -33,7 +33,8 @@ PYTEST := $(PY) -m pytest -q -n 3 --dist load --maxschedchunk 1 --durations=15
 test-tf: $(STAMP)
 	$(PYTEST)
 
-# The portable subset again on the JAX backend.
+# The portable subset again on the JAX backend (tests marked backend_independent are left out: the
+# TensorFlow half has run them).
 test-jax: $(STAMP)
 	KERAS_BACKEND=jax $(PYTEST) -m portable
 

@@ -63,8 +63,13 @@ def pytest_collection_modifyitems(config, items):
 
     first_user = next((item for item in items if uses_main_job(item)), None)
     items.sort(key=lambda item: (item is not first_user, "slow" not in item.keywords, uses_main_job(item)))
-    # Under another backend (make test-jax) only tests marked `portable` run.
+    # Under another backend (make test-jax) only tests marked `portable` run, less those the backend cannot
+    # change: the TensorFlow half has run them.
     if keras.backend.backend() != "tensorflow":
+        independent = [item for item in items if "backend_independent" in item.keywords]
+        if independent:
+            config.hook.pytest_deselected(items=independent)
+            items[:] = [item for item in items if "backend_independent" not in item.keywords]
         for item in items:
             if "portable" not in item.keywords:
                 item.add_marker(pytest.mark.skip(reason="TensorFlow-only test"))

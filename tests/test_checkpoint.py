@@ -123,6 +123,7 @@ def test_a_failed_load_changes_no_weight(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.backend_independent  # the reader alone, on NumPy
 def test_the_reader_survives_fuzzing_in_a_subprocess():
     pytest.importorskip("hypothesis")
     run = subprocess.run([sys.executable, "fuzz_checkpoint.py", "400"], cwd=FIXTURES.parent,

@@ -182,6 +182,7 @@ for side in (64, 75):
 
 
 @pytest.mark.slow
+@pytest.mark.backend_independent  # its process runs TensorFlow, whatever the suite's backend
 def test_without_onednn_tensorflow_falls_back_to_split_still_trains_and_matches_torchvision():
     """Stock TF CPU kernels have no grouped-conv gradient; "auto" must notice (probed once).
 
