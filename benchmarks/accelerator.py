@@ -17,7 +17,12 @@ device.
 
     KERAS_BACKEND=jax python benchmarks/accelerator.py [--batch 128] [--size 224] [--rounds 5]
     KERAS_BACKEND=torch python benchmarks/accelerator.py        # adds the timm rows
+    ... --implementations auto,split                             # a ResNeXt50 row per grouped-conv path
     python benchmarks/accelerator.py --smoke                    # the same code on a CPU in seconds
+
+`--implementations` adds a ResNeXt50 row for each grouped-conv implementation named beside
+`"auto"` (what `"auto"` picks is the row without a suffix), so one call can tell whether the
+path `"auto"` picks on this device is the fastest there.
 
 `--smoke` runs every row once on a tiny ResNeXt and ResNet-like pair at 32 px, batch 2
 (the timm rows only where torch and timm are installed): the suite runs it so the script
@@ -26,6 +31,7 @@ a GPU machine without Keras lacks and runs both backends in one command.
 """
 
 import argparse
+import functools
 import os
 import platform
 import statistics
@@ -47,14 +53,24 @@ RESNEXT = "ResNeXt50 (keras_resnext)"
 TIMM = "timm resnext50_32x4d (torch.compile)"
 
 
-def keras_models(smoke, size, classes):
-    """`{row: model}` for the two Keras rows; tiny stand-ins of the same families with --smoke."""
+def resnext_row(implementation):
+    """The row name of ResNeXt50 with grouped convs on `implementation` (`"auto"`: the plain row)."""
+    return RESNEXT if implementation == "auto" else f"{RESNEXT[:-1]}, {implementation})"
+
+
+def keras_models(smoke, size, classes, implementations=("auto",)):
+    """`{row: model}` for the Keras rows, ResNeXt50 once per grouped-conv implementation; tiny stand-ins of the
+    same families with --smoke."""
     shape = (size, size, 3)
     if smoke:
-        return {BASELINE: kr.ResNeXt((1,), 1, 16, classes=classes, input_shape=shape, name="resnet_like"),
-                RESNEXT: kr.ResNeXt((1,), 8, 4, classes=classes, input_shape=shape)}
-    return {BASELINE: keras.applications.ResNet50(weights=None, input_shape=shape, classes=classes),
-            RESNEXT: kr.ResNeXt50(weights=None, input_shape=shape, classes=classes)}
+        models = {BASELINE: kr.ResNeXt((1,), 1, 16, classes=classes, input_shape=shape, name="resnet_like")}
+        resnext = functools.partial(kr.ResNeXt, (1,), 8, 4, classes=classes, input_shape=shape)
+    else:
+        models = {BASELINE: keras.applications.ResNet50(weights=None, input_shape=shape, classes=classes)}
+        resnext = functools.partial(kr.ResNeXt50, weights=None, input_shape=shape, classes=classes)
+    for implementation in implementations:
+        models[resnext_row(implementation)] = resnext(conv_implementation=implementation)
+    return models
 
 
 def keras_steps(model, x, y):
@@ -113,7 +129,7 @@ def rows_for(precision, args):
         y_host = rng.integers(0, args.classes, args.batch)
         x, y = keras.ops.convert_to_tensor(x_host), keras.ops.convert_to_tensor(y_host)  # on the device
         rows = {}
-        for name, model in keras_models(args.smoke, args.size, args.classes).items():
+        for name, model in keras_models(args.smoke, args.size, args.classes, args.implementations).items():
             rows[f"{name} train"], rows[f"{name} infer"] = keras_steps(model, x, y)
         if keras.backend.backend() == "torch":
             steps = timm_steps(precision, x_host, y_host, args.smoke, args.classes)
@@ -165,6 +181,16 @@ def report(precision, speeds):
     return lines
 
 
+def implementations(parser, text):
+    """`("auto", ...)` from --implementations, `"auto"` first; a usage error for a path that is not one."""
+    names = ["auto"] + [name for name in text.split(",") if name != "auto"]
+    unknown = [name for name in names if name not in kr.grouped_conv.IMPLEMENTATIONS]
+    if unknown:
+        parser.error(f"unknown grouped-conv implementation {unknown[0]!r}; expected some of "
+                     f"{', '.join(kr.grouped_conv.IMPLEMENTATIONS)} joined by ','")
+    return tuple(dict.fromkeys(names))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
@@ -173,8 +199,11 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls of each row first (they compile)")
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--precisions", default=",".join(PRECISIONS))
+    parser.add_argument("--implementations", default="auto",
+                        help="grouped-conv paths of ResNeXt50, joined by ',': auto (always), native, split, ...")
     parser.add_argument("--smoke", action="store_true", help="tiny models, 32 px, batch 2, one round: a CPU check")
     args = parser.parse_args(argv)
+    args.implementations = implementations(parser, args.implementations)
     if args.smoke:
         args.batch, args.size, args.rounds, args.warmup, args.classes = 2, 32, 1, 1, 10
     print(f"{device_line()}; keras {keras.__version__} ({keras.backend.backend()}); python "

@@ -229,3 +229,19 @@ def test_the_gpu_benchmark_runs_its_own_code_on_the_cpu_in_seconds():
         assert [row[1] for row in rows] == ["ResNet50 (keras.applications) train", "ResNet50 (keras.applications) infer",
                                             "ResNeXt50 (keras_resnext) train", "ResNeXt50 (keras_resnext) infer"]
         assert all(float(row[2]) > 0 for row in rows) and float(rows[0][3]) == 1.0
+
+
+def test_the_gpu_benchmark_adds_a_resnext_row_per_grouped_conv_path_and_refuses_unknown_ones(capsys):
+    """--implementations: the question a GPU run answers next (is the path "auto" picks the fastest there?)."""
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "benchmarks"))
+    import accelerator
+
+    models = accelerator.keras_models(True, 32, 10, ("auto", "split"))
+    assert list(models) == [accelerator.BASELINE, accelerator.RESNEXT, "ResNeXt50 (keras_resnext, split)"]
+    assert models["ResNeXt50 (keras_resnext, split)"].get_layer("stage1_block1").conv2.implementation == "split"
+    with pytest.raises(SystemExit) as usage:
+        accelerator.main(["--smoke", "--implementations", "split,nosuch"])
+    assert usage.value.code == 2 and "unknown grouped-conv implementation 'nosuch'" in capsys.readouterr().err
