@@ -182,12 +182,13 @@ def report(precision, speeds):
 
 
 def implementations(parser, text):
-    """`("auto", ...)` from --implementations, `"auto"` first; a usage error for a path that is not one."""
+    """`("auto", ...)` from --implementations, `"auto"` first; a usage error for a path that is not one here."""
     names = ["auto"] + [name for name in text.split(",") if name != "auto"]
-    unknown = [name for name in names if name not in kr.grouped_conv.IMPLEMENTATIONS]
-    if unknown:
-        parser.error(f"unknown grouped-conv implementation {unknown[0]!r}; expected some of "
-                     f"{', '.join(kr.grouped_conv.IMPLEMENTATIONS)} joined by ','")
+    for name in names:
+        try:
+            kr.grouped_conv.validate_implementation(name)  # "direct" only on TensorFlow, say
+        except ValueError as error:
+            parser.error(f"--implementations: {error}")
     return tuple(dict.fromkeys(names))
 
 

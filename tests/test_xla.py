@@ -244,4 +244,4 @@ def test_the_gpu_benchmark_adds_a_resnext_row_per_grouped_conv_path_and_refuses_
     assert models["ResNeXt50 (keras_resnext, split)"].get_layer("stage1_block1").conv2.implementation == "split"
     with pytest.raises(SystemExit) as usage:
         accelerator.main(["--smoke", "--implementations", "split,nosuch"])
-    assert usage.value.code == 2 and "unknown grouped-conv implementation 'nosuch'" in capsys.readouterr().err
+    assert usage.value.code == 2 and "Unknown grouped-conv implementation 'nosuch'" in capsys.readouterr().err
