@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from helpers import ENV, free_port, jax_env, log_rows
+from helpers import ENV, free_port, jax_env, log_rows, small_colour_tree
 from keras_resnext import distribute
 
 
@@ -39,20 +39,22 @@ def test_mirrored_strategy_over_two_cpu_devices_trains(tmp_path):
 def test_multi_worker_training_on_loopback_agrees_across_workers(tmp_path):
     """Two worker processes, MultiWorkerMirroredStrategy: needs the keras#20585 fix."""
     workers = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    # 48 pictures: the agreement across workers is the check, and on the digits the two took 37 s of CPU.
+    colours, run = small_colour_tree(tmp_path / "colours"), tmp_path / "run"
     procs = []
     for index in range(2):
         env = dict(ENV, TF_CONFIG=json.dumps({"cluster": {"worker": workers},
                                               "task": {"type": "worker", "index": index}}))
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "keras_resnext.cli", "train", "--strategy", "multiworker", "--epochs", "3",
-             "--batch-size", "32", "--output", str(tmp_path)],
+             "--batch-size", "4", "--dataset", f"folder:{colours}", "--image-size", "32", "--output", str(run)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         ))
     for proc in procs:
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err[-3000:]
-    chief = json.loads((tmp_path / "metrics.json").read_text())
-    other = json.loads((tmp_path / "worker_1" / "metrics.json").read_text())
+    chief = json.loads((run / "metrics.json").read_text())
+    other = json.loads((run / "worker_1" / "metrics.json").read_text())
     assert chief["strategy"] == "multiworker" and chief["replicas"] == 2
     assert chief["strategy_class"] == "CollectiveAllReduceStrategy"  # what MultiWorkerMirroredStrategy is
     assert chief["distribution"]["processes"] == 2 and chief["distribution"]["devices"] == 2
@@ -60,7 +62,7 @@ def test_multi_worker_training_on_loopback_agrees_across_workers(tmp_path):
     # from each worker's own batches (as in PyTorch DDP without SyncBN); the chief's are saved.
     assert chief["trainable_checksum"] == pytest.approx(other["trainable_checksum"], rel=1e-9)
     assert chief["test_accuracy"] == pytest.approx(other["test_accuracy"])
-    losses = [float(r["loss"]) for r in log_rows(tmp_path)]
+    losses = [float(r["loss"]) for r in log_rows(run)]
     assert losses[-1] < losses[0] / 2
 
 
@@ -137,15 +139,17 @@ def test_jax_data_parallel_over_two_devices_computes_the_single_device_step(tmp_
 def test_train_on_jax_uses_every_device_and_refuses_what_it_cannot_honour(tmp_path):
     env = jax_env(2)
     run = tmp_path / "run"
+    colours = small_colour_tree(tmp_path / "colours")  # 48 pictures: the devices are the check, not the model
     result = subprocess.run([sys.executable, "-m", "keras_resnext.cli", "train", "--model", "1,1:4:4", "--strategy",
-                             "mirrored", "--epochs", "1", "--batch-size", "32", "--output", str(run)], env=env,
+                             "mirrored", "--epochs", "1", "--batch-size", "4", "--dataset", f"folder:{colours}",
+                             "--image-size", "32", "--output", str(run)], env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["replicas"] == 2 and metrics["strategy_class"] == "DataParallel"
     assert metrics["distribution"] == {"engine": "keras.distribution", "class": "DataParallel", "processes": 1,
                                        "devices": ["cpu:0", "cpu:1"]}
-    assert metrics["batch_size"] == 64  # 32 per device; the recipe's lr scales with it, as on TensorFlow
+    assert metrics["batch_size"] == 8  # 4 per device; the recipe's lr scales with it, as on TensorFlow
     refused = subprocess.run([sys.executable, "-m", "keras_resnext.cli", "train", "--strategy", "multiworker",
                               "--output", str(tmp_path / "other")], env=env, capture_output=True, text=True,
                              timeout=300)
@@ -219,8 +223,10 @@ def test_jax_across_two_processes_computes_the_single_process_step():
 @pytest.mark.slow
 def test_train_across_two_jax_processes_writes_from_process_0_and_resumes_after_a_kill(tmp_path):
     run, port = tmp_path / "run", free_port()
-    # A small ResNeXt (depths 1-1, C=4, d=4): what is checked is the run across processes, not the model.
-    train = ["train", "--model", "1,1:4:4", "--strategy", "multiworker", "--epochs", "2", "--batch-size", "32",
+    # A small ResNeXt (depths 1-1, C=4, d=4) on 48 pictures: what is checked is the run across processes, not
+    # the model (on the digits each pair of processes took 55 s of CPU instead of 36).
+    train = ["train", "--model", "1,1:4:4", "--strategy", "multiworker", "--epochs", "2", "--batch-size", "4",
+             "--dataset", f"folder:{small_colour_tree(tmp_path / 'colours')}", "--image-size", "32",
              "--output", str(run)]
     # Process 0 is killed inside its last epoch's backup (an event of the run's own, tests/kill_at_write.py);
     # process 1, left waiting for it, is killed then.
@@ -237,7 +243,7 @@ def test_train_across_two_jax_processes_writes_from_process_0_and_resumes_after_
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["epochs_run_here"] == 1  # resumed after epoch 1
     assert metrics["distribution"]["processes"] == 2 and len(metrics["distribution"]["devices"]) == 4
-    assert metrics["batch_size"] == 128  # 32 per device, 4 devices
+    assert metrics["batch_size"] == 16  # 4 per device, 4 devices
     rows = log_rows(run)
     assert [int(r["epoch"]) for r in rows] == [0, 1]  # nothing lost or repeated
     # It learns across the kill (one seed of a tiny model: the loss, not an accuracy bar, is the robust sign).
