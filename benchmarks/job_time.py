@@ -153,7 +153,7 @@ def main(argv=None):
     total = end - START
     SECONDS["other"] = total - sum(SECONDS.values())
     print(f"cpu: {devices.cpu_name()} ({os.cpu_count()} cores); precision {metrics['precision']}; "
-          f"{args.epochs} epochs; test accuracy {metrics['test_accuracy']:.4f}")
+          f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}; test accuracy {metrics['test_accuracy']:.4f}")
     print(f"{'part of the job':48s} {'s':>7s} {'share':>6s}")
     for name, seconds in sorted(SECONDS.items(), key=lambda item: -item[1]):
         print(f"{name:48s} {seconds:7.2f} {seconds / total:6.1%}")

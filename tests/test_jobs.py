@@ -89,18 +89,18 @@ def test_the_main_job_learns_as_well_in_bfloat16_as_in_float32(tmp_path):
 
 @pytest.mark.slow
 def test_the_job_time_benchmark_accounts_for_the_whole_process():
-    """benchmarks/job_time.py on a 2-epoch job: every part of the split, adding up to the process's time.
+    """benchmarks/job_time.py on a 1-epoch job: every part of the split, adding up to the process's time.
 
     How much of the job the clocks cover is the benchmark's figure (BENCHMARKS.md), not asserted here: on a busy
     machine the time between the clocks stretches too (12% of a job once in CI, under 1% alone)."""
     import re
 
     script = pathlib.Path(__file__).parents[1] / "benchmarks" / "job_time.py"
-    result = subprocess.run([sys.executable, str(script), "--epochs", "2", "--precision", "float32"], env=ENV,
+    result = subprocess.run([sys.executable, str(script), "--epochs", "1", "--precision", "float32"], env=ENV,
                             capture_output=True, text=True, timeout=600, cwd=script.parent)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("cpu: ") and "precision float32; 2 epochs" in lines[0]
+    assert lines[0].startswith("cpu: ") and "precision float32; 1 epoch;" in lines[0]
     rows = (re.fullmatch(r"(.+?)\s+([\d.]+)\s+[\d.]+%", line) for line in lines[2:-1])
     parts = {row[1]: float(row[2]) for row in rows if row}
     assert {"training steps", "first step (tracing it)", "validation", "backup", "python start, imports",
@@ -113,19 +113,19 @@ def test_the_job_time_benchmark_accounts_for_the_whole_process():
 @pytest.mark.slow
 def test_a_killed_run_resumes_where_it_stopped(tmp_path):
     out = tmp_path / "run"
-    # Killed inside the fourth epoch's backup (tests/kill_at_write.py): an event of the run's own, not a clock.
-    killed = subprocess.run([sys.executable, "kill_at_write.py", "training_metadata.json#4", "train", "--epochs", "6",
+    # Killed inside the third epoch's backup (tests/kill_at_write.py): an event of the run's own, not a clock.
+    killed = subprocess.run([sys.executable, "kill_at_write.py", "training_metadata.json#3", "train", "--epochs", "4",
                              "--output", str(out)],
                             cwd=pathlib.Path(__file__).parent, env=ENV, capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     done_before = len(log_rows(out))
-    assert done_before == 4 and (out / "backup").exists()
+    assert done_before == 3 and (out / "backup").exists()
     # An epoch is backed up just after its log row: a kill in between redoes that one epoch.
     backed_up = json.loads((out / "backup" / "training_metadata.json").read_text())["epoch"]
     assert backed_up in (done_before - 1, done_before)
-    result = command("train", "--epochs", "6", "--output", str(out))
+    result = command("train", "--epochs", "4", "--output", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["epochs_run_here"] == 6 - backed_up  # resumed, not restarted
-    assert [int(r["epoch"]) for r in log_rows(out)] == list(range(6))  # nothing lost or repeated
+    assert metrics["epochs_run_here"] == 4 - backed_up  # resumed, not restarted
+    assert [int(r["epoch"]) for r in log_rows(out)] == list(range(4))  # nothing lost or repeated
     assert metrics["test_accuracy"] >= 0.9

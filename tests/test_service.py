@@ -50,7 +50,7 @@ def test_one_epoch_through_the_service_yields_every_example_exactly_once(dispatc
 
 @pytest.mark.slow
 def test_train_trains_through_the_service(dispatcher, tmp_path):
-    result = command("train", "--epochs", "3", "--data-service", dispatcher, "--output", tmp_path / "run")
+    result = command("train", "--epochs", "2", "--data-service", dispatcher, "--output", tmp_path / "run")
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["data_service"] == dispatcher and metrics["test_accuracy"] >= 0.8
