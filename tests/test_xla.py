@@ -98,23 +98,26 @@ def _tf_steps(model, x, y, jit_compile):
 
 
 def _jax_steps(model, x, y, jit_compile):
+    """As `_tf_steps`. JAX trains with compiled steps only (Keras' JAX trainer jits them), so the CPU's path is
+    compiled too, with its own grouped conv ("split"); only the accelerator's program is read. Op by op, eagerly,
+    that step was most of this test's time on JAX."""
     import jax
 
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
 
     def loss_fn(trainable, non_trainable, x, y):
-        logits, _ = model.stateless_call(trainable, non_trainable, x, training=True)
-        return _loss(y, logits)
+        logits, updated = model.stateless_call(trainable, non_trainable, x, training=True)
+        return _loss(y, logits), updated
 
     def infer(trainable, non_trainable, x):
         return model.stateless_call(trainable, non_trainable, x, training=False)[0]
 
-    train_step, infer_step = jax.value_and_grad(loss_fn), infer
-    if jit_compile:
-        train_step, infer_step = jax.jit(train_step), jax.jit(infer_step)
-    loss, grads = train_step(trainable, non_trainable, x, y)
+    train_step, infer_step = jax.jit(jax.value_and_grad(loss_fn, has_aux=True)), jax.jit(infer)
+    (loss, updated), grads = train_step(trainable, non_trainable, x, y)
     logits = infer_step(trainable, non_trainable, x)
+    for variable, value in zip(model.non_trainable_variables, updated):  # the moving statistics, as fit keeps them
+        variable.assign(value)
     hlo = (train_step.lower(trainable, non_trainable, x, y).as_text(dialect="hlo"),
            infer_step.lower(trainable, non_trainable, x).as_text(dialect="hlo")) if jit_compile else None
     return (float(loss), [np.asarray(g) for g in grads]), np.asarray(logits, "float32"), hlo
