@@ -319,6 +319,10 @@ def _jax_processes():
     coordinator, count, index = jax_cluster()
     # CPUs exchange gradients over gloo (JAX's CPU collectives); accelerators keep their own (NCCL, ICI).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # JAX's preemption service takes SIGTERM as a notice for a training loop to act on at a sync point,
+    # which Keras' fit never checks: the run would outlive `kill` and a scheduler's stop until SIGKILL.
+    # Off, SIGTERM ends a process as it does a single one, and the run resumes from its last backup.
+    jax.config.update("jax_enable_preemption_service", False)
     if not jax.distributed.is_initialized():
         keras.distribution.initialize(coordinator, count, index)
     return JaxDataParallel(jax.devices(), processes=jax.process_count())

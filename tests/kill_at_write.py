@@ -5,6 +5,7 @@ NAME. Every file the package writes goes through a temporary file and `os.replac
 this process truncates the temporary file to half, says on stderr which file it was writing
 (`killed inside PATH`) and kills itself: what a kill in the middle of that save leaves on disk.
 Used by test_resume.py to kill runs and searches inside every kind of save they make.
+`KILL_AT_WRITE_SIGNAL=SIGTERM` sends SIGTERM instead, as `kill` and schedulers stop a process.
 """
 
 import os
@@ -14,6 +15,7 @@ import sys
 WHERE = sys.argv[1]
 NAME, _, NTH = ("", "", WHERE) if WHERE.isdigit() else WHERE.partition("#")
 KILL_AT = int(NTH or 1)
+SIGNAL = signal.Signals[os.environ.get("KILL_AT_WRITE_SIGNAL", "SIGKILL")]
 _real_replace = os.replace
 _writes = 0
 
@@ -25,7 +27,7 @@ def _replace_then_die(src, dst, *args, **kwargs):
         if _writes == KILL_AT and os.path.isfile(src):
             os.truncate(src, os.path.getsize(src) // 2)
             print(f"killed inside {os.fspath(dst)}", file=sys.stderr, flush=True)
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), SIGNAL)
     return _real_replace(src, dst, *args, **kwargs)
 
 

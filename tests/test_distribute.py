@@ -185,13 +185,13 @@ def test_jax_processes_are_configured_by_keras_variables_or_refused_in_one_line(
     assert distribute.jax_cluster() == ("10.0.0.1:1234", 2, 1)  # process 0's address is the coordinator's
 
 
-def _jax_processes(command, port, count=2):
+def _jax_processes(command, port, count=2, **variables):
     """`count` processes running `command` as one JAX run on loopback, each with two fake CPU devices."""
     return [subprocess.Popen(command, cwd=pathlib.Path(__file__).parent, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True,
                              env=jax_env(2, KERAS_DISTRIBUTION_JOB_ADDRESSES=f"127.0.0.1:{port}",
                                          KERAS_DISTRIBUTION_NUM_PROCESSES=str(count),
-                                         KERAS_DISTRIBUTION_PROCESS_ID=str(index)))
+                                         KERAS_DISTRIBUTION_PROCESS_ID=str(index), **variables))
             for index in range(count)]
 
 
@@ -228,11 +228,13 @@ def test_train_across_two_jax_processes_writes_from_process_0_and_resumes_after_
     train = ["train", "--model", "1,1:4:4", "--strategy", "multiworker", "--epochs", "2", "--batch-size", "4",
              "--dataset", f"folder:{small_colour_tree(tmp_path / 'colours')}", "--image-size", "32",
              "--output", str(run)]
-    # Process 0 is killed inside its last epoch's backup (an event of the run's own, tests/kill_at_write.py);
-    # process 1, left waiting for it, is killed then.
-    chief, worker = _jax_processes([sys.executable, "kill_at_write.py", "training_metadata.json#2", *train], port)
+    # Process 0 is stopped inside its last epoch's backup (an event of the run's own, tests/kill_at_write.py)
+    # with SIGTERM, as `kill` and schedulers stop a process: JAX's preemption service used to swallow it, and
+    # the run went on. Process 1, left waiting for it, is killed then.
+    chief, worker = _jax_processes([sys.executable, "kill_at_write.py", "training_metadata.json#2", *train], port,
+                                   KILL_AT_WRITE_SIGNAL="SIGTERM")
     chief.communicate(timeout=600)
-    assert chief.returncode == -signal.SIGKILL
+    assert chief.returncode == -signal.SIGTERM
     worker.kill()
     worker.communicate()
     assert json.loads((run / "backup" / "training_metadata.json").read_text())["epoch"] == 1
