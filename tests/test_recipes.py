@@ -154,13 +154,15 @@ def test_the_random_parts_are_spread_as_the_reference_draws_them():
 
     Each part is drawn for every seed in one compiled call (the pipeline runs them in graphs too); op by op,
     eagerly, the same draws took 20 s of CPU."""
+    def seeds(count, stream):  # the seeds [i, stream] for i < count
+        return tf.stack([tf.range(count, dtype=tf.int64), tf.fill([count], tf.constant(stream, tf.int64))], axis=1)
+
     images, labels = tf.zeros((2, 8, 8, 3)), tf.one_hot([0, 1], 2)
     ones = tf.ones((2, 8, 8, 3))
-    seeds = tf.stack([tf.range(2000, dtype=tf.int64), tf.ones(2000, tf.int64)], axis=1)
     mix = tf.function(lambda seed: augment.mix_batch(tf.stack([images[0], ones[0]]), labels, seed))
-    mixed, soft = tf.map_fn(mix, seeds, fn_output_signature=(tf.float32, tf.float32))
-    pasted = np.all((mixed.numpy() == 0) | (mixed.numpy() == 1), axis=(1, 2, 3, 4))  # CutMix pastes; MixUp blends
-    kept, lams = soft.numpy()[pasted, 1, 1], soft.numpy()[~pasted, 0, 0]
+    mixed, soft = (t.numpy() for t in tf.map_fn(mix, seeds(2000, 1), fn_output_signature=(tf.float32, tf.float32)))
+    pasted = np.all((mixed == 0) | (mixed == 1), axis=(1, 2, 3, 4))  # CutMix pastes; MixUp blends
+    kept, lams = soft[pasted, 1, 1], soft[~pasted, 0, 0]
     assert abs(len(lams) / 2000 - 0.5) < 0.04
     assert abs(lams.mean() - 0.5) < 0.04 and abs(lams.var() - 1 / (4 * (2 * 0.2 + 1))) < 0.02
     # CutMix's kept area, as torchvision's make_params draws it on an 8 x 8 image (its box truncated and clipped).
@@ -171,11 +173,10 @@ def test_the_random_parts_are_spread_as_the_reference_draws_them():
     assert abs(np.mean(kept) - np.mean(1 - area / 64)) < 0.03
     image, mean_pixel = tf.fill((20, 20, 3), 7.0), tf.constant([1.0, 2.0, 3.0])
     erase = tf.function(lambda seed: tf.reduce_any(augment.random_erasing(image, seed, mean_pixel) != 7))
-    erased = tf.map_fn(erase, seeds * [1, 2], fn_output_signature=tf.bool).numpy()
+    erased = tf.map_fn(erase, seeds(2000, 2), fn_output_signature=tf.bool).numpy()
     assert abs(np.mean(erased) - 0.1) < 0.02
     draw_op = tf.function(lambda seed: tf.random.stateless_uniform([], augment._seed(seed, 4), 0, 14, tf.int32))
-    ops = tf.map_fn(draw_op, tf.stack([tf.range(2800, dtype=tf.int64), tf.fill([2800], tf.constant(3, tf.int64))], 1),
-                    fn_output_signature=tf.int32).numpy()
+    ops = tf.map_fn(draw_op, seeds(2800, 3), fn_output_signature=tf.int32).numpy()
     assert np.abs(np.bincount(ops, minlength=14) / 2800 - 1 / 14).max() < 0.02
 
 
