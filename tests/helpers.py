@@ -129,6 +129,11 @@ def small_colour_tree(root):
     return make_tree(root, per_class=16, classes=("red", "green", "blue"), size=32, corrupt=0)
 
 
+def small_colour_data(tmp_path):
+    """The command-line arguments that train or search on `small_colour_tree` (in `tmp_path/colours`) at 32 px."""
+    return ["--dataset", f"folder:{small_colour_tree(tmp_path / 'colours')}", "--image-size", "32"]
+
+
 def log_rows(run_dir):
     """The rows of a run folder's log.csv."""
     with open(os.path.join(run_dir, "log.csv")) as f:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from helpers import ENV, free_port, jax_env, log_rows, small_colour_tree
+from helpers import ENV, free_port, jax_env, log_rows, small_colour_data
 from keras_resnext import distribute
 
 
@@ -40,14 +40,14 @@ def test_multi_worker_training_on_loopback_agrees_across_workers(tmp_path):
     """Two worker processes, MultiWorkerMirroredStrategy: needs the keras#20585 fix."""
     workers = [f"127.0.0.1:{free_port()}" for _ in range(2)]
     # 48 pictures: the agreement across workers is the check, and on the digits the two took 37 s of CPU.
-    colours, run = small_colour_tree(tmp_path / "colours"), tmp_path / "run"
+    run = tmp_path / "run"
     procs = []
     for index in range(2):
         env = dict(ENV, TF_CONFIG=json.dumps({"cluster": {"worker": workers},
                                               "task": {"type": "worker", "index": index}}))
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "keras_resnext.cli", "train", "--strategy", "multiworker", "--epochs", "3",
-             "--batch-size", "4", "--dataset", f"folder:{colours}", "--image-size", "32", "--output", str(run)],
+             "--batch-size", "4", *small_colour_data(tmp_path), "--output", str(run)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         ))
     for proc in procs:
@@ -139,10 +139,10 @@ def test_jax_data_parallel_over_two_devices_computes_the_single_device_step(tmp_
 def test_train_on_jax_uses_every_device_and_refuses_what_it_cannot_honour(tmp_path):
     env = jax_env(2)
     run = tmp_path / "run"
-    colours = small_colour_tree(tmp_path / "colours")  # 48 pictures: the devices are the check, not the model
+    # 48 pictures: the devices are the check, not the model.
     result = subprocess.run([sys.executable, "-m", "keras_resnext.cli", "train", "--model", "1,1:4:4", "--strategy",
-                             "mirrored", "--epochs", "1", "--batch-size", "4", "--dataset", f"folder:{colours}",
-                             "--image-size", "32", "--output", str(run)], env=env,
+                             "mirrored", "--epochs", "1", "--batch-size", "4", *small_colour_data(tmp_path),
+                             "--output", str(run)], env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((run / "metrics.json").read_text())
@@ -226,8 +226,7 @@ def test_train_across_two_jax_processes_writes_from_process_0_and_resumes_after_
     # A small ResNeXt (depths 1-1, C=4, d=4) on 48 pictures: what is checked is the run across processes, not
     # the model (on the digits each pair of processes took 55 s of CPU instead of 36).
     train = ["train", "--model", "1,1:4:4", "--strategy", "multiworker", "--epochs", "2", "--batch-size", "4",
-             "--dataset", f"folder:{small_colour_tree(tmp_path / 'colours')}", "--image-size", "32",
-             "--output", str(run)]
+             *small_colour_data(tmp_path), "--output", str(run)]
     # Process 0 is stopped inside its last epoch's backup (an event of the run's own, tests/kill_at_write.py)
     # with SIGTERM, as `kill` and schedulers stop a process: JAX's preemption service used to swallow it, and
     # the run went on. Process 1, left waiting for it, is killed then.

@@ -11,7 +11,7 @@ import keras
 import pytest
 
 import keras_resnext  # noqa: F401 - registers the classes keras.models.load_model needs
-from helpers import ENV, command, log_rows, small_colour_tree
+from helpers import ENV, command, log_rows, small_colour_data
 
 pytestmark = pytest.mark.slow
 TESTS = os.path.dirname(__file__)
@@ -31,9 +31,7 @@ def small_run(tmp_path, epochs=2):
 
     Two epochs are the fewest that make every kind of save, a resumed epoch's included.
     """
-    folder = small_colour_tree(tmp_path / "colours")
-    return ["train", "--model", "1,1:4:4", "--dataset", f"folder:{folder}", "--image-size", "32", "--epochs",
-            str(epochs)]
+    return ["train", "--model", "1,1:4:4", *small_colour_data(tmp_path), "--epochs", str(epochs)]
 
 
 def assert_one_complete_run(run, epochs, classes=3):
@@ -111,9 +109,8 @@ def test_a_diverged_run_fails_and_says_so(tmp_path):
 
 def test_a_search_killed_inside_its_saves_finishes_with_the_same_command(tmp_path):
     out = tmp_path / "search"
-    folder = small_colour_tree(tmp_path / "colours")
-    args = ["tune", "--max-trials", "2", "--epochs", "1", "--cardinalities", "2,8", "--dataset", f"folder:{folder}",
-            "--image-size", "32", "--batch-size", "8", "--repeats", "1", "--output", str(out)]
+    args = ["tune", "--max-trials", "2", "--epochs", "1", "--cardinalities", "2,8", *small_colour_data(tmp_path),
+            "--batch-size", "8", "--repeats", "1", "--output", str(out)]
     # A search that stopped after a finished trial, then kills inside saves deeper into each resumed
     # search. The tuner's files are the same for every oracle; each oracle's own resume is
     # test_tuning.py's (test_every_oracle_resumes_to_the_same_trials_as_an_uninterrupted_search).
@@ -136,7 +133,7 @@ def test_a_grid_search_stopped_after_a_trial_resumes_to_the_whole_grid(tmp_path)
     """keras-tuner's own GridSearch could never resume from there (keras-team/keras-tuner#1055)."""
     out = tmp_path / "search"
     args = ["tune", "--tuner", "grid", "--epochs", "1", "--cardinalities", "2,8", "--repeats", "1", "--output", str(out),
-            "--dataset", f"folder:{small_colour_tree(tmp_path / 'colours')}", "--image-size", "32", "--batch-size", "8"]
+            *small_colour_data(tmp_path), "--batch-size", "8"]
     for max_trials in ("1", "3"):  # the grid has two points: the second run stops at its end
         result = command(*args, "--max-trials", max_trials)
         assert result.returncode == 0, result.stderr[-3000:]

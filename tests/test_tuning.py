@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import ENV, command, free_port, small_colour_tree
+from helpers import ENV, command, free_port, small_colour_data, small_colour_tree
 from keras_resnext import tuning
 from keras_resnext.flops import count_macs_config
 
@@ -82,8 +82,7 @@ def test_a_choice_given_twice_is_one_candidate():
 
 def small_search(tmp_path):
     """Data arguments for a search on a small colour folder at 32 px: searches that cost little beyond start-up."""
-    folder = small_colour_tree(tmp_path / "colours")
-    return ["--dataset", f"folder:{folder}", "--image-size", "32", "--batch-size", "8"]
+    return [*small_colour_data(tmp_path), "--batch-size", "8"]
 
 
 def read_csv(path):
